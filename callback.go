@@ -1,0 +1,137 @@
+package onboard
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+)
+
+// callback handles the browser's return from the provider's hosted page:
+//
+//	GET {prefix}/{provider}/return/{flow}?...
+//
+// It refuses, in this order: a malformed flow id or query, an unknown
+// flow or one of another provider, a completed flow, a flow bound to
+// another browser session, a flow of another owner, an expired flow, and
+// a result the provider's API does not confirm. Then it completes the flow
+// and saves the connection in one atomic step of the store: of two
+// concurrent returns, exactly one stores a connection.
+func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	provider := r.PathValue("provider")
+	p, ok := o.providers[provider]
+	if !ok {
+		o.fail(w, r, ErrUnknownProvider)
+		return
+	}
+	id := r.PathValue("flow")
+	if !validFlowID(id) {
+		o.fail(w, r, ErrNoFlow)
+		return
+	}
+	ret, err := returnParams(r.URL.RawQuery)
+	if err != nil {
+		o.fail(w, r, err, "flow", id)
+		return
+	}
+	f, found, err := o.cfg.Store.Flow(ctx, id)
+	if err != nil {
+		o.fail(w, r, fmt.Errorf("%w: %v", ErrStore, err), "flow", id)
+		return
+	}
+	if !found || f.Provider != provider {
+		o.fail(w, r, ErrUnknownFlow, "flow", id)
+		return
+	}
+	r = r.WithContext(WithFlow(ctx, f))
+	ctx = r.Context()
+	if f.State == FlowDone {
+		o.fail(w, r, ErrFlowUsed, "flow", id)
+		return
+	}
+	bound, err := o.cfg.Sessions.Bound(ctx, f.ID)
+	if err != nil {
+		o.fail(w, r, asKind(err, ErrStore), "flow", id)
+		return
+	}
+	if !bound {
+		o.fail(w, r, ErrSessionMismatch, "flow", id)
+		return
+	}
+	owner, err := o.owner(r)
+	if err != nil {
+		o.fail(w, r, err, "flow", id)
+		return
+	}
+	if owner != f.Owner {
+		o.fail(w, r, ErrOwnerMismatch, "flow", id)
+		return
+	}
+	if f.State == FlowExpired || f.Expired(o.cfg.Now()) {
+		o.release(ctx, f.ID)
+		o.fail(w, r, ErrFlowExpired, "flow", id)
+		return
+	}
+	c, err := p.Complete(ctx, &f, ret)
+	if err != nil {
+		o.fail(w, r, asKind(err, ErrProvider), "flow", id)
+		return
+	}
+	c = o.fill(c, f)
+	if err := o.cfg.Store.CompleteFlow(ctx, f.ID, c); err != nil {
+		o.fail(w, r, asKind(err, ErrStore), "flow", id, "connection", c.ID)
+		return
+	}
+	o.release(ctx, f.ID)
+	o.log.InfoContext(ctx, "onboard: flow completed", "flow", f.ID, "provider", f.Provider,
+		"tenant", f.Owner.Tenant, "connection", c.ID, "state", c.State)
+	o.cfg.Hooks.fire(ctx, c)
+	w.Header().Set("Cache-Control", "no-store")
+	o.cfg.Result.ServeHTTP(w, r.WithContext(WithResult(ctx, c)))
+}
+
+// fill completes what a provider left out of a connection from its flow.
+func (o *Onboarder) fill(c Connection, f Flow) Connection {
+	now := o.cfg.Now()
+	c.Provider, c.Owner, c.FlowID = f.Provider, f.Owner, f.ID
+	if c.Source == "" {
+		c.Source = f.Source
+	}
+	if c.Name == "" {
+		c.Name = f.Name
+	}
+	if c.State == "" {
+		c.State = Failed
+	}
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = now
+	}
+	c.UpdatedAt = now
+	return c
+}
+
+// returnParams parses the query of a return, refusing oversized or
+// malformed input and invalid UTF-8.
+func returnParams(raw string) (url.Values, error) {
+	if len(raw) > maxQueryBytes {
+		return nil, fmt.Errorf("%w: query of %d bytes", ErrBadRequest, len(raw))
+	}
+	v, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if err := checkValues(v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// webhook hands a provider's event delivery to the provider, when it
+// takes webhooks.
+func (o *Onboarder) webhook(w http.ResponseWriter, r *http.Request) {
+	if _, ok := o.providers[r.PathValue("provider")]; !ok {
+		o.fail(w, r, ErrUnknownProvider)
+		return
+	}
+	http.NotFound(w, r)
+}

@@ -1,0 +1,439 @@
+package onboard_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/onboardkit/onboard"
+	"github.com/onboardkit/onboard/middleware"
+	"github.com/onboardkit/onboard/providers/fake"
+	"github.com/onboardkit/onboard/store/memstore"
+)
+
+func TestRoundTripOutcomes(t *testing.T) {
+	tests := []struct {
+		outcome onboard.State
+		stored  int
+	}{
+		{onboard.Connected, 1},
+		{onboard.Failed, 1},
+		{onboard.Abandoned, 0}, // nothing was saved at the provider
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.outcome), func(t *testing.T) {
+			var hooked []onboard.Connection
+			e := newEnv(t, func(c *onboard.Config) {
+				c.Hooks = onboard.Hooks{
+					Connected: func(_ context.Context, c onboard.Connection) { hooked = append(hooked, c) },
+					Failed:    func(_ context.Context, c onboard.Connection) { hooked = append(hooked, c) },
+					Abandoned: func(_ context.Context, c onboard.Connection) { hooked = append(hooked, c) },
+				}
+			})
+			b := e.browser("alice", "acme")
+			id := b.start("source=Salesforce&name=Sales&return_to=%2Fsettings%3Ftab%3Ddata")
+			res := b.get(b.finish(id, tt.outcome))
+			require.Equal(t, http.StatusSeeOther, res.code, res.body)
+			loc, err := url.Parse(res.location)
+			require.NoError(t, err)
+			assert.Equal(t, "/settings", loc.Path)
+			assert.Equal(t, "data", loc.Query().Get("tab"))
+			assert.Equal(t, string(tt.outcome), loc.Query().Get("onboard_status"))
+			assert.Equal(t, "fake", loc.Query().Get("onboard_provider"))
+
+			cs := e.connections("acme")
+			require.Len(t, cs, tt.stored)
+			if tt.stored == 1 {
+				c := cs[0]
+				assert.Equal(t, e.fake.ConnectionID(id), c.ID)
+				assert.Equal(t, loc.Query().Get("onboard_connection"), c.ID)
+				assert.Equal(t, tt.outcome, c.State)
+				assert.Equal(t, onboard.Owner{Tenant: "acme", User: "alice"}, c.Owner)
+				assert.Equal(t, "Salesforce", c.Source)
+				assert.Equal(t, "Sales", c.Name)
+				assert.Equal(t, id, c.FlowID)
+			}
+			require.Len(t, hooked, 1, "exactly one hook call")
+			assert.Equal(t, tt.outcome, hooked[0].State)
+			f, _, err := e.store.Flow(context.Background(), id)
+			require.NoError(t, err)
+			assert.Equal(t, onboard.FlowDone, f.State)
+			assert.Equal(t, tt.outcome, f.Outcome)
+			// The app's own session data survived.
+			assert.Equal(t, "alice|3 apples", b.get(e.app.URL+"/whoami").body)
+			// The user can start again after any outcome.
+			b.start("source=Salesforce")
+		})
+	}
+}
+
+// TestFollowAllRedirects drives the whole flow with a client that follows
+// redirects, as a browser does.
+func TestFollowAllRedirects(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	b.c.CheckRedirect = nil
+	res := b.get(e.app.URL + "/connect/fake/start?source=Salesforce")
+	require.Equal(t, http.StatusOK, res.code)
+	require.True(t, strings.HasPrefix(res.body, "page /?onboard_connection=conn-"), res.body)
+	require.Len(t, e.connections("acme"), 1)
+}
+
+func TestRefusedReturns(t *testing.T) {
+	e := newEnv(t)
+	type setup func(t *testing.T) (b *browser, target string)
+	tests := []struct {
+		name    string
+		setup   setup
+		code    int
+		message string
+	}{
+		{"malformed flow id", func(t *testing.T) (*browser, string) {
+			return e.browser("alice", "acme"), e.app.URL + "/connect/fake/return/not-a-flow?conn=x"
+		}, http.StatusBadRequest, "not a valid return"},
+		{"no flow id", func(t *testing.T) (*browser, string) {
+			return e.browser("alice", "acme"), e.app.URL + "/connect/fake/return/"
+		}, http.StatusNotFound, ""},
+		{"unknown flow", func(t *testing.T) (*browser, string) {
+			return e.browser("alice", "acme"), e.app.URL + "/connect/fake/return/" + strings.Repeat("A", 43) + "?conn=x&status=connected"
+		}, http.StatusNotFound, "unknown"},
+		{"unknown provider", func(t *testing.T) (*browser, string) {
+			b := e.browser("alice", "acme")
+			id := b.start("")
+			return b, e.app.URL + "/connect/other/return/" + id
+		}, http.StatusNotFound, "not available"},
+		{"another browser session, same user", func(t *testing.T) (*browser, string) {
+			a := e.browser("alice", "acme")
+			back := a.finish(a.start(""), onboard.Connected)
+			return e.browser("alice", "acme"), back
+		}, http.StatusForbidden, "another browser"},
+		{"link sent to a victim", func(t *testing.T) (*browser, string) {
+			attacker := e.browser("mallory", "evil")
+			back := attacker.finish(attacker.start(""), onboard.Connected)
+			return e.browser("alice", "acme"), back
+		}, http.StatusForbidden, "another browser"},
+		{"another owner in the same session", func(t *testing.T) (*browser, string) {
+			b := e.browser("alice", "acme")
+			back := b.finish(b.start(""), onboard.Connected)
+			b.login("bob", "acme")
+			return b, back
+		}, http.StatusForbidden, "another user"},
+		{"signed out before the return", func(t *testing.T) (*browser, string) {
+			b := e.browser("alice", "acme")
+			back := b.finish(b.start(""), onboard.Connected)
+			b.login("", "")
+			return b, back
+		}, http.StatusUnauthorized, "sign in"},
+		{"forged connection id", func(t *testing.T) (*browser, string) {
+			b := e.browser("alice", "acme")
+			back := b.finish(b.start(""), onboard.Connected)
+			return b, strings.Replace(back, "conn=conn-", "conn=conn-0", 1)
+		}, http.StatusForbidden, "does not confirm"},
+		{"another tenant's connection id", func(t *testing.T) (*browser, string) {
+			other := e.browser("eve", "globex")
+			otherID := other.start("")
+			other.finish(otherID, onboard.Connected)
+			b := e.browser("alice", "acme")
+			back := b.finish(b.start(""), onboard.Connected)
+			u, _ := url.Parse(back)
+			q := u.Query()
+			q.Set("conn", e.fake.ConnectionID(otherID))
+			u.RawQuery = q.Encode()
+			return b, u.String()
+		}, http.StatusForbidden, "does not confirm"},
+		{"oversized query", func(t *testing.T) (*browser, string) {
+			b := e.browser("alice", "acme")
+			back := b.finish(b.start(""), onboard.Connected)
+			return b, back + "&pad=" + strings.Repeat("x", 9000)
+		}, http.StatusBadRequest, "malformed"},
+		{"invalid UTF-8", func(t *testing.T) (*browser, string) {
+			b := e.browser("alice", "acme")
+			back := b.finish(b.start(""), onboard.Connected)
+			return b, back + "&name=%ff%fe"
+		}, http.StatusBadRequest, "malformed"},
+		{"bad escape", func(t *testing.T) (*browser, string) {
+			b := e.browser("alice", "acme")
+			back := b.finish(b.start(""), onboard.Connected)
+			return b, back + "&name=%zz"
+		}, http.StatusBadRequest, "malformed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, target := tt.setup(t)
+			before := len(e.connections("acme"))
+			res := b.get(target)
+			require.Equal(t, tt.code, res.code, res.body)
+			require.Contains(t, res.body, tt.message)
+			require.Len(t, e.connections("acme"), before, "a refused return must store nothing")
+			require.NotContains(t, res.body, "onboard:", "no internal error text")
+		})
+	}
+}
+
+func TestReplay(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	back := b.finish(b.start(""), onboard.Connected)
+	require.Equal(t, http.StatusSeeOther, b.get(back).code)
+	res := b.get(back)
+	require.Equal(t, http.StatusConflict, res.code)
+	require.Contains(t, res.body, "already completed")
+	require.Len(t, e.connections("acme"), 1)
+}
+
+func TestExpiredFlowOffersRestart(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	id := b.start("source=Salesforce")
+	back := b.finish(id, onboard.Connected)
+	e.clock.Add(onboard.DefaultFlowTTL + time.Second)
+	res := b.get(back)
+	require.Equal(t, http.StatusGone, res.code)
+	require.Contains(t, res.body, `href="/connect/fake/start?source=Salesforce"`)
+	require.Empty(t, e.connections("acme"))
+}
+
+func TestConcurrentReturnsStoreOne(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	back := b.finish(b.start(""), onboard.Connected)
+	const n = 20
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := b.c.Get(back)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res.Body.Close()
+			codes[i] = res.StatusCode
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for _, c := range codes {
+		switch c {
+		case http.StatusSeeOther:
+			won++
+		case http.StatusConflict:
+		default:
+			t.Errorf("concurrent return answered %d, want 303 or 409", c)
+		}
+	}
+	require.Equal(t, 1, won, "exactly one return completes the flow")
+	require.Len(t, e.connections("acme"), 1)
+}
+
+func TestOpenRedirect(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	for _, bad := range []string{"https://evil.example/", "//evil.example/x", `/\evil.example`, "evil", "javascript:alert(1)", "/a\tb", "%2F%2Fevil.example"} {
+		res := b.get(e.app.URL + "/connect/fake/start?" + url.Values{"return_to": {bad}}.Encode())
+		require.Equal(t, http.StatusBadRequest, res.code, "return_to=%q", bad)
+	}
+	back := b.finish(b.start("return_to=%2Fok%3Fx%3D1"), onboard.Connected)
+	res := b.get(back)
+	require.True(t, strings.HasPrefix(res.location, "/ok?"), res.location)
+}
+
+func TestStartRefusals(t *testing.T) {
+	e := newEnv(t)
+	res := e.browser("", "").get(e.app.URL + "/connect/fake/start")
+	require.Equal(t, http.StatusUnauthorized, res.code)
+	b := e.browser("alice", "acme")
+	res = b.get(e.app.URL + "/connect/nope/start")
+	require.Equal(t, http.StatusNotFound, res.code)
+	res = b.get(e.app.URL + "/connect/fake/start?connection=conn-unknown")
+	require.Equal(t, http.StatusNotFound, res.code)
+	require.Contains(t, res.body, "does not exist")
+	res = b.get(e.app.URL + "/connect/fake/start?source=" + strings.Repeat("s", 300))
+	require.Equal(t, http.StatusBadRequest, res.code)
+	begins, _ := e.fake.Calls()
+	require.Zero(t, begins, "the provider is not asked for refused starts")
+}
+
+func TestCrossOriginPostStartRefused(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	req, _ := http.NewRequest(http.MethodPost, e.app.URL+"/connect/fake/start", strings.NewReader("source=Salesforce"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://evil.example")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	res, err := b.c.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusForbidden, res.StatusCode)
+
+	req, _ = http.NewRequest(http.MethodPost, e.app.URL+"/connect/fake/start", strings.NewReader("source=Salesforce"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	res, err = b.c.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusSeeOther, res.StatusCode)
+}
+
+func TestReconnect(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	id := b.start("source=Salesforce&name=Sales")
+	require.Equal(t, http.StatusSeeOther, b.get(b.finish(id, onboard.Failed)).code)
+	conn := e.fake.ConnectionID(id)
+	require.Equal(t, onboard.Failed, e.connections("acme")[0].State)
+
+	// Another tenant cannot reconnect it.
+	res := e.browser("eve", "globex").get(e.app.URL + e.ob.ReconnectURL("fake", conn))
+	require.Equal(t, http.StatusNotFound, res.code)
+
+	id2 := b.start(strings.TrimPrefix(e.ob.ReconnectURL("fake", conn), "/connect/fake/start?"))
+	require.Equal(t, conn, e.fake.ConnectionID(id2), "a reconnect works on the same connection")
+	require.Equal(t, http.StatusSeeOther, b.get(b.finish(id2, onboard.Connected)).code)
+	cs := e.connections("acme")
+	require.Len(t, cs, 1)
+	require.Equal(t, onboard.Connected, cs[0].State)
+	require.Equal(t, "Sales", cs[0].Name)
+}
+
+func TestProviderDownAtStart(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	e.fake.FailBegin(errors.New("dial tcp: connection refused"))
+	res := b.get(e.app.URL + "/connect/fake/start")
+	require.Equal(t, http.StatusBadGateway, res.code)
+	require.Contains(t, res.body, "could not be reached")
+	require.NotContains(t, res.body, "connection refused", "internal error text stays in the logs")
+	require.Zero(t, e.store.Len(), "no flow is saved when the provider failed")
+	b.start("") // and the next try works
+}
+
+func TestProviderDownAtReturnIsRetryable(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	back := b.finish(b.start(""), onboard.Connected)
+	e.fake.FailComplete(errors.New("503 from provider"))
+	res := b.get(back)
+	require.Equal(t, http.StatusBadGateway, res.code)
+	require.Empty(t, e.connections("acme"))
+	require.Equal(t, http.StatusSeeOther, b.get(back).code, "a reload completes the flow")
+	require.Len(t, e.connections("acme"), 1)
+}
+
+func TestStoreFailureAtReturnIsRetryable(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	back := b.finish(b.start(""), onboard.Connected)
+	e.store.mu.Lock()
+	e.store.failComplete = 1
+	e.store.mu.Unlock()
+	res := b.get(back)
+	require.Equal(t, http.StatusServiceUnavailable, res.code)
+	require.Contains(t, res.body, "reload")
+	require.Empty(t, e.connections("acme"))
+	require.Equal(t, http.StatusSeeOther, b.get(back).code, "a reload completes the flow")
+	require.Len(t, e.connections("acme"), 1)
+}
+
+func TestMissingSessionMiddleware(t *testing.T) {
+	sm := scs.New()
+	sessions, err := middleware.NewSCS(sm)
+	require.NoError(t, err)
+	p := fake.New("fake")
+	ob, err := onboard.New(onboard.Config{
+		URL: "http://app.example/connect", Providers: []onboard.Provider{p},
+		Store: memstore.New(memstore.Options{}), Sessions: sessions,
+		Owner: func(*http.Request) (onboard.Owner, error) { return onboard.Owner{Tenant: "t", User: "u"}, nil },
+	})
+	require.NoError(t, err)
+	rec := httptest.NewRecorder()
+	ob.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/connect/fake/start", nil))
+	require.Equal(t, http.StatusInternalServerError, rec.Code)
+	require.Contains(t, rec.Body.String(), "Sessions are not set up")
+	begins, _ := p.Calls()
+	require.Zero(t, begins)
+}
+
+func TestNewValidates(t *testing.T) {
+	sm := scs.New()
+	sessions, _ := middleware.NewSCS(sm)
+	valid := func() onboard.Config {
+		return onboard.Config{
+			URL: "https://app.example/connect", Providers: []onboard.Provider{fake.New("fake")},
+			Store: memstore.New(memstore.Options{}), Sessions: sessions,
+			Owner: func(*http.Request) (onboard.Owner, error) { return onboard.Owner{}, nil },
+		}
+	}
+	tests := []struct {
+		name string
+		mod  func(*onboard.Config)
+		want string
+	}{
+		{"empty URL", func(c *onboard.Config) { c.URL = "" }, "URL is empty"},
+		{"relative URL", func(c *onboard.Config) { c.URL = "/connect" }, "not an absolute"},
+		{"URL with query", func(c *onboard.Config) { c.URL = "https://a.example/c?x=1" }, "query"},
+		{"no providers", func(c *onboard.Config) { c.Providers = nil }, "no Providers"},
+		{"nil provider", func(c *onboard.Config) { c.Providers = []onboard.Provider{nil} }, "nil"},
+		{"bad provider name", func(c *onboard.Config) { c.Providers = []onboard.Provider{fake.New("Bad Name")} }, "lower-case"},
+		{"duplicate provider", func(c *onboard.Config) { c.Providers = append(c.Providers, fake.New("fake")) }, "two providers"},
+		{"no store", func(c *onboard.Config) { c.Store = nil }, "Store is nil"},
+		{"no sessions", func(c *onboard.Config) { c.Sessions = nil }, "Sessions is nil"},
+		{"no owner", func(c *onboard.Config) { c.Owner = nil }, "Owner is nil"},
+		{"negative TTL", func(c *onboard.Config) { c.FlowTTL = -1 }, "FlowTTL"},
+		{"unsafe DonePath", func(c *onboard.Config) { c.DonePath = "https://evil.example" }, "DonePath"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid()
+			tt.mod(&c)
+			_, err := onboard.New(c)
+			require.ErrorIs(t, err, onboard.ErrConfig)
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
+	_, err := onboard.New(valid())
+	require.NoError(t, err)
+}
+
+func TestSafeReturnPath(t *testing.T) {
+	tests := []struct {
+		in   string
+		ok   bool
+		want string
+	}{
+		{"/", true, "/"},
+		{"/settings?tab=data#x", true, "/settings?tab=data#x"},
+		{"", false, ""},
+		{"settings", false, ""},
+		{"//evil.example", false, ""},
+		{`/\evil.example`, false, ""},
+		{"https://evil.example/", false, ""},
+		{"/a\x00b", false, ""},
+		{"/a\\b", false, ""},
+		{"/" + strings.Repeat("a", 2000), false, ""},
+	}
+	for _, tt := range tests {
+		got, ok := onboard.SafeReturnPath(tt.in)
+		require.Equal(t, tt.ok, ok, "%q", tt.in)
+		require.Equal(t, tt.want, got, "%q", tt.in)
+	}
+}
+
+func TestStatusAndMessage(t *testing.T) {
+	err := errors.Join(errors.New("pq: password=hunter2 rejected"), onboard.ErrStore)
+	require.Equal(t, http.StatusServiceUnavailable, onboard.StatusCode(err))
+	require.NotContains(t, onboard.Message(err), "hunter2")
+	require.Equal(t, http.StatusInternalServerError, onboard.StatusCode(errors.New("x")))
+}

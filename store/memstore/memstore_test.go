@@ -1,0 +1,60 @@
+package memstore_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/onboardkit/onboard"
+	"github.com/onboardkit/onboard/store/memstore"
+	"github.com/onboardkit/onboard/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) onboard.Store { return memstore.New(memstore.Options{}) })
+}
+
+func flow(owner onboard.Owner, now time.Time, ttl time.Duration) onboard.Flow {
+	return onboard.Flow{ID: storetest.ID(), Owner: owner, Provider: "test", State: onboard.FlowPending,
+		CreatedAt: now, ExpiresAt: now.Add(ttl)}
+}
+
+func TestCapsAndSweep(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(1_800_000_000, 0)
+	s := memstore.New(memstore.Options{MaxFlows: 100, MaxFlowsPerOwner: 3, Retain: time.Minute,
+		Now: func() time.Time { return now }})
+	alice := onboard.Owner{Tenant: "t1", User: "alice"}
+	for range 3 {
+		require.NoError(t, s.CreateFlow(ctx, flow(alice, now, 10*time.Minute)))
+	}
+	err := s.CreateFlow(ctx, flow(alice, now, 10*time.Minute))
+	require.ErrorIs(t, err, onboard.ErrTooManyFlows, "a fourth pending flow of one owner")
+	// Another owner is not affected by alice's cap.
+	require.NoError(t, s.CreateFlow(ctx, flow(onboard.Owner{Tenant: "t1", User: "bob"}, now, 10*time.Minute)))
+
+	// Once alice's flows expire, she can start again.
+	now = now.Add(11 * time.Minute)
+	require.NoError(t, s.CreateFlow(ctx, flow(alice, now, 10*time.Minute)))
+
+	// Past expiry plus Retain, the sweep drops them.
+	now = now.Add(30 * time.Minute)
+	for range 96 {
+		if err := s.CreateFlow(ctx, flow(onboard.Owner{Tenant: "t2", User: storetest.ID()}, now, time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	require.LessOrEqual(t, s.Len(), 100)
+	// The total cap holds for unexpired flows.
+	var capped bool
+	for range 10 {
+		if err := s.CreateFlow(ctx, flow(onboard.Owner{Tenant: "t3", User: storetest.ID()}, now, time.Minute)); errors.Is(err, onboard.ErrTooManyFlows) {
+			capped = true
+		}
+	}
+	require.True(t, capped, "the total cap must refuse flows once 100 live ones are held")
+	require.Equal(t, 100, s.Len())
+}
