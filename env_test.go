@@ -3,35 +3,27 @@ package onboard_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/alexedwards/scs/v2"
 	"github.com/stretchr/testify/require"
 
 	"github.com/onboardkit/onboard"
-	"github.com/onboardkit/onboard/middleware"
+	"github.com/onboardkit/onboard/internal/apptest"
 	"github.com/onboardkit/onboard/providers/fake"
 	"github.com/onboardkit/onboard/store/memstore"
 )
 
-// env is an app with onboard mounted at /connect, scs sessions, a sign-in
-// page, and the fake provider's hosted page on its own server.
+// env is the test app with the fake provider, a store whose completion
+// can be made to fail, and a clock the test moves.
 type env struct {
+	*apptest.App
 	t     testing.TB
-	app   *httptest.Server
 	fake  *fake.Provider
 	store *flakyStore
-	ob    *onboard.Onboarder
-	sm    *scs.SessionManager
 	clock *clock
 }
 
@@ -47,7 +39,7 @@ func (c *clock) Add(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// flakyStore fails CompleteFlow while failComplete is set.
+// flakyStore fails CompleteFlow while failComplete is above zero.
 type flakyStore struct {
 	*memstore.Store
 	mu           sync.Mutex
@@ -67,124 +59,58 @@ func (s *flakyStore) CompleteFlow(ctx context.Context, id string, c onboard.Conn
 	return s.Store.CompleteFlow(ctx, id, c)
 }
 
-func ownerOf(sm *scs.SessionManager) func(r *http.Request) (onboard.Owner, error) {
-	return func(r *http.Request) (onboard.Owner, error) {
-		o := onboard.Owner{Tenant: sm.GetString(r.Context(), "tenant"), User: sm.GetString(r.Context(), "user")}
-		if o.IsZero() {
-			return o, errors.New("not signed in")
-		}
-		return o, nil
-	}
-}
-
 func newEnv(t testing.TB, mod ...func(*onboard.Config)) *env {
 	t.Helper()
 	e := &env{t: t, fake: fake.New("fake"), clock: &clock{now: time.Now()}}
-	hosted := httptest.NewServer(e.fake)
-	t.Cleanup(hosted.Close)
-	e.fake.URL = hosted.URL
-
-	e.sm = scs.New()
-	e.sm.Cookie.Secure = false
-	sessions, err := middleware.NewSCS(e.sm)
-	require.NoError(t, err)
+	hosted := apptest.Serve(t, e.fake)
+	e.fake.URL = hosted
 	e.store = &flakyStore{Store: memstore.New(memstore.Options{Now: e.clock.Now})}
-
-	e.app = httptest.NewUnstartedServer(nil)
-	cfg := onboard.Config{
-		URL:       "http://" + e.app.Listener.Addr().String() + "/connect",
+	e.App = apptest.New(t, apptest.Options{
 		Providers: []onboard.Provider{e.fake},
 		Store:     e.store,
-		Sessions:  sessions,
-		Owner:     ownerOf(e.sm),
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now:       e.clock.Now,
-	}
-	for _, m := range mod {
-		m(&cfg)
-	}
-	e.ob, err = onboard.New(cfg)
-	require.NoError(t, err)
-
-	mux := http.NewServeMux()
-	mux.Handle("/connect/", e.ob.Handler())
-	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
-		e.sm.Put(r.Context(), "user", r.URL.Query().Get("user"))
-		e.sm.Put(r.Context(), "tenant", r.URL.Query().Get("tenant"))
-		e.sm.Put(r.Context(), "cart", "3 apples") // the app's own data
+		Config: func(c *onboard.Config) {
+			c.Now = e.clock.Now
+			for _, m := range mod {
+				m(c)
+			}
+		},
 	})
-	mux.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, e.sm.GetString(r.Context(), "user")+"|"+e.sm.GetString(r.Context(), "cart"))
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "page "+r.URL.RequestURI())
-	})
-	e.app.Config.Handler = e.sm.LoadAndSave(mux)
-	e.app.Start()
-	t.Cleanup(e.app.Close)
 	return e
 }
 
-// browser is one browser: a cookie jar that does not follow redirects.
+// browser is a signed-in browser of the env.
 type browser struct {
+	*apptest.Browser
 	e *env
-	c *http.Client
 }
 
 func (e *env) browser(user, tenant string) *browser {
-	jar, err := cookiejar.New(nil)
-	require.NoError(e.t, err)
-	b := &browser{e: e, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	}}}
-	if user != "" {
-		b.login(user, tenant)
-	}
-	return b
+	return &browser{e.App.Browser(user, tenant), e}
 }
 
-func (b *browser) login(user, tenant string) {
-	res := b.get(b.e.app.URL + "/login?" + url.Values{"user": {user}, "tenant": {tenant}}.Encode())
-	require.Equal(b.e.t, http.StatusOK, res.code)
-}
+func (b *browser) login(user, tenant string) { b.Login(b.e.App, user, tenant) }
 
-type response struct {
-	code     int
-	location string
-	body     string
-}
+func (b *browser) get(u string) apptest.Response { b.T.Helper(); return b.Get(u) }
 
-func (b *browser) get(u string) response {
-	b.e.t.Helper()
-	res, err := b.c.Get(u)
-	require.NoError(b.e.t, err)
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	return response{res.StatusCode, res.Header.Get("Location"), string(body)}
-}
-
-// start starts a flow and returns its id; the response must redirect to
-// the fake hosted page.
+// start starts a flow and returns its id; the app must redirect to the
+// fake hosted page.
 func (b *browser) start(query string) string {
-	b.e.t.Helper()
-	res := b.get(b.e.app.URL + "/connect/fake/start?" + query)
-	require.Equal(b.e.t, http.StatusFound, res.code, res.body)
-	require.True(b.e.t, strings.HasPrefix(res.location, b.e.fake.URL+"/hosted?"), res.location)
-	u, err := url.Parse(res.location)
-	require.NoError(b.e.t, err)
+	b.T.Helper()
+	loc := b.Start(b.e.App, "fake", query)
+	require.True(b.T, strings.HasPrefix(loc, b.e.fake.URL+"/hosted?"), loc)
+	u, err := url.Parse(loc)
+	require.NoError(b.T, err)
 	return u.Query().Get("flow")
 }
 
 // finish plays the hosted page and returns the return URL.
 func (b *browser) finish(flowID string, outcome onboard.State) string {
-	b.e.t.Helper()
+	b.T.Helper()
 	back, err := b.e.fake.Finish(flowID, outcome)
-	require.NoError(b.e.t, err)
+	require.NoError(b.T, err)
 	return back
 }
 
-func (e *env) connections(tenant string) []onboard.Connection {
-	cs, err := e.store.Connections(context.Background(), tenant)
-	require.NoError(e.t, err)
-	return cs
-}
+func (e *env) connections(tenant string) []onboard.Connection { return e.Connections(tenant) }
+
+

@@ -20,7 +20,7 @@ func FuzzReturn(f *testing.F) {
 	id := b.start("source=Salesforce")
 	back := b.finish(id, onboard.Connected)
 	u, _ := url.Parse(back)
-	cookies := b.c.Jar.Cookies(u)
+	cookies := b.Client.Jar.Cookies(u)
 
 	f.Add("", u.RawQuery)
 	f.Add("", "conn=x&status=connected")
@@ -46,7 +46,7 @@ func FuzzReturn(f *testing.F) {
 		}
 		req = req.WithContext(t.Context())
 		rec := httptest.NewRecorder()
-		e.app.Config.Handler.ServeHTTP(rec, req)
+		e.Server.Config.Handler.ServeHTTP(rec, req)
 		switch rec.Code {
 		case http.StatusSeeOther, http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound,
 			http.StatusConflict, http.StatusGone, http.StatusMovedPermanently, http.StatusTemporaryRedirect:

@@ -132,6 +132,25 @@ type Provider interface {
 	Complete(ctx context.Context, f *Flow, ret url.Values) (Connection, error)
 }
 
+// Deleter is a Provider that can delete a connection at the provider.
+// [Onboarder.DeleteConnection] uses it.
+type Deleter interface {
+	// Delete removes the owner's connection at the provider. Deleting a
+	// connection the provider no longer has is not an error.
+	Delete(ctx context.Context, owner Owner, connectionID string) error
+}
+
+// Reconciler is a Provider that can tell, without the browser, what
+// became of a pending flow: whether the user made a connection and never
+// came back. [Onboarder.Reconcile] uses it.
+type Reconciler interface {
+	// Reconcile returns the flow's connection and done=true when the
+	// provider knows the outcome (for an expired flow with nothing made,
+	// an abandoned connection), and done=false when the user may still be
+	// on the hosted page.
+	Reconcile(ctx context.Context, f *Flow) (c Connection, done bool, err error)
+}
+
 // Store keeps flows and connections. Implementations must be safe for
 // concurrent use, including by several app instances sharing one database.
 // Run store/storetest against every implementation.
@@ -349,6 +368,34 @@ func (o *Onboarder) ReconnectURL(provider, connectionID string) string {
 	u := url.URL{Path: o.base.Path + "/" + provider + "/start"}
 	u.RawQuery = url.Values{"connection": {connectionID}}.Encode()
 	return u.String()
+}
+
+// DeleteConnection deletes the tenant's connection at the provider (when
+// the provider is a [Deleter]) and then from the store. It returns an
+// error wrapping ErrUnknownConnection when the tenant has no such
+// connection.
+func (o *Onboarder) DeleteConnection(ctx context.Context, owner Owner, provider, id string) error {
+	p, ok := o.providers[provider]
+	if !ok {
+		return ErrUnknownProvider
+	}
+	c, found, err := o.cfg.Store.Connection(ctx, owner.Tenant, provider, id)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrStore, err)
+	}
+	if !found {
+		return ErrUnknownConnection
+	}
+	if d, ok := p.(Deleter); ok {
+		if err := d.Delete(ctx, owner, c.ID); err != nil {
+			return asKind(err, ErrProvider)
+		}
+	}
+	if err := o.cfg.Store.DeleteConnection(ctx, owner.Tenant, provider, id); err != nil {
+		return fmt.Errorf("%w: %v", ErrStore, err)
+	}
+	o.log.InfoContext(ctx, "onboard: connection deleted", "provider", provider, "connection", id, "tenant", owner.Tenant, "user", owner.User)
+	return nil
 }
 
 func (o *Onboarder) returnURL(provider, flowID string) string {

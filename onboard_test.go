@@ -43,8 +43,8 @@ func TestRoundTripOutcomes(t *testing.T) {
 			b := e.browser("alice", "acme")
 			id := b.start("source=Salesforce&name=Sales&return_to=%2Fsettings%3Ftab%3Ddata")
 			res := b.get(b.finish(id, tt.outcome))
-			require.Equal(t, http.StatusSeeOther, res.code, res.body)
-			loc, err := url.Parse(res.location)
+			require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
+			loc, err := url.Parse(res.Location)
 			require.NoError(t, err)
 			assert.Equal(t, "/settings", loc.Path)
 			assert.Equal(t, "data", loc.Query().Get("tab"))
@@ -70,7 +70,7 @@ func TestRoundTripOutcomes(t *testing.T) {
 			assert.Equal(t, onboard.FlowDone, f.State)
 			assert.Equal(t, tt.outcome, f.Outcome)
 			// The app's own session data survived.
-			assert.Equal(t, "alice|3 apples", b.get(e.app.URL+"/whoami").body)
+			assert.Equal(t, "alice|3 apples", b.get(e.URL()+"/whoami").Body)
 			// The user can start again after any outcome.
 			b.start("source=Salesforce")
 		})
@@ -82,10 +82,10 @@ func TestRoundTripOutcomes(t *testing.T) {
 func TestFollowAllRedirects(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser("alice", "acme")
-	b.c.CheckRedirect = nil
-	res := b.get(e.app.URL + "/connect/fake/start?source=Salesforce")
-	require.Equal(t, http.StatusOK, res.code)
-	require.True(t, strings.HasPrefix(res.body, "page /?onboard_connection=conn-"), res.body)
+	b.Client.CheckRedirect = nil
+	res := b.get(e.URL() + "/connect/fake/start?source=Salesforce")
+	require.Equal(t, http.StatusOK, res.Code)
+	require.True(t, strings.HasPrefix(res.Body, "page /?onboard_connection=conn-"), res.Body)
 	require.Len(t, e.connections("acme"), 1)
 }
 
@@ -99,18 +99,18 @@ func TestRefusedReturns(t *testing.T) {
 		message string
 	}{
 		{"malformed flow id", func(t *testing.T) (*browser, string) {
-			return e.browser("alice", "acme"), e.app.URL + "/connect/fake/return/not-a-flow?conn=x"
+			return e.browser("alice", "acme"), e.URL() + "/connect/fake/return/not-a-flow?conn=x"
 		}, http.StatusBadRequest, "not a valid return"},
 		{"no flow id", func(t *testing.T) (*browser, string) {
-			return e.browser("alice", "acme"), e.app.URL + "/connect/fake/return/"
+			return e.browser("alice", "acme"), e.URL() + "/connect/fake/return/"
 		}, http.StatusNotFound, ""},
 		{"unknown flow", func(t *testing.T) (*browser, string) {
-			return e.browser("alice", "acme"), e.app.URL + "/connect/fake/return/" + strings.Repeat("A", 43) + "?conn=x&status=connected"
+			return e.browser("alice", "acme"), e.URL() + "/connect/fake/return/" + strings.Repeat("A", 43) + "?conn=x&status=connected"
 		}, http.StatusNotFound, "unknown"},
 		{"unknown provider", func(t *testing.T) (*browser, string) {
 			b := e.browser("alice", "acme")
 			id := b.start("")
-			return b, e.app.URL + "/connect/other/return/" + id
+			return b, e.URL() + "/connect/other/return/" + id
 		}, http.StatusNotFound, "not available"},
 		{"another browser session, same user", func(t *testing.T) (*browser, string) {
 			a := e.browser("alice", "acme")
@@ -172,10 +172,10 @@ func TestRefusedReturns(t *testing.T) {
 			b, target := tt.setup(t)
 			before := len(e.connections("acme"))
 			res := b.get(target)
-			require.Equal(t, tt.code, res.code, res.body)
-			require.Contains(t, res.body, tt.message)
+			require.Equal(t, tt.code, res.Code, res.Body)
+			require.Contains(t, res.Body, tt.message)
 			require.Len(t, e.connections("acme"), before, "a refused return must store nothing")
-			require.NotContains(t, res.body, "onboard:", "no internal error text")
+			require.NotContains(t, res.Body, "onboard:", "no internal error text")
 		})
 	}
 }
@@ -184,10 +184,10 @@ func TestReplay(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser("alice", "acme")
 	back := b.finish(b.start(""), onboard.Connected)
-	require.Equal(t, http.StatusSeeOther, b.get(back).code)
+	require.Equal(t, http.StatusSeeOther, b.get(back).Code)
 	res := b.get(back)
-	require.Equal(t, http.StatusConflict, res.code)
-	require.Contains(t, res.body, "already completed")
+	require.Equal(t, http.StatusConflict, res.Code)
+	require.Contains(t, res.Body, "already completed")
 	require.Len(t, e.connections("acme"), 1)
 }
 
@@ -198,8 +198,8 @@ func TestExpiredFlowOffersRestart(t *testing.T) {
 	back := b.finish(id, onboard.Connected)
 	e.clock.Add(onboard.DefaultFlowTTL + time.Second)
 	res := b.get(back)
-	require.Equal(t, http.StatusGone, res.code)
-	require.Contains(t, res.body, `href="/connect/fake/start?source=Salesforce"`)
+	require.Equal(t, http.StatusGone, res.Code)
+	require.Contains(t, res.Body, `href="/connect/fake/start?source=Salesforce"`)
 	require.Empty(t, e.connections("acme"))
 }
 
@@ -214,7 +214,7 @@ func TestConcurrentReturnsStoreOne(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := b.c.Get(back)
+			res, err := b.Client.Get(back)
 			if err != nil {
 				t.Error(err)
 				return
@@ -242,26 +242,26 @@ func TestOpenRedirect(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser("alice", "acme")
 	for _, bad := range []string{"https://evil.example/", "//evil.example/x", `/\evil.example`, "evil", "javascript:alert(1)", "/a\tb", "%2F%2Fevil.example"} {
-		res := b.get(e.app.URL + "/connect/fake/start?" + url.Values{"return_to": {bad}}.Encode())
-		require.Equal(t, http.StatusBadRequest, res.code, "return_to=%q", bad)
+		res := b.get(e.URL() + "/connect/fake/start?" + url.Values{"return_to": {bad}}.Encode())
+		require.Equal(t, http.StatusBadRequest, res.Code, "return_to=%q", bad)
 	}
 	back := b.finish(b.start("return_to=%2Fok%3Fx%3D1"), onboard.Connected)
 	res := b.get(back)
-	require.True(t, strings.HasPrefix(res.location, "/ok?"), res.location)
+	require.True(t, strings.HasPrefix(res.Location, "/ok?"), res.Location)
 }
 
 func TestStartRefusals(t *testing.T) {
 	e := newEnv(t)
-	res := e.browser("", "").get(e.app.URL + "/connect/fake/start")
-	require.Equal(t, http.StatusUnauthorized, res.code)
+	res := e.browser("", "").get(e.URL() + "/connect/fake/start")
+	require.Equal(t, http.StatusUnauthorized, res.Code)
 	b := e.browser("alice", "acme")
-	res = b.get(e.app.URL + "/connect/nope/start")
-	require.Equal(t, http.StatusNotFound, res.code)
-	res = b.get(e.app.URL + "/connect/fake/start?connection=conn-unknown")
-	require.Equal(t, http.StatusNotFound, res.code)
-	require.Contains(t, res.body, "does not exist")
-	res = b.get(e.app.URL + "/connect/fake/start?source=" + strings.Repeat("s", 300))
-	require.Equal(t, http.StatusBadRequest, res.code)
+	res = b.get(e.URL() + "/connect/nope/start")
+	require.Equal(t, http.StatusNotFound, res.Code)
+	res = b.get(e.URL() + "/connect/fake/start?connection=conn-unknown")
+	require.Equal(t, http.StatusNotFound, res.Code)
+	require.Contains(t, res.Body, "does not exist")
+	res = b.get(e.URL() + "/connect/fake/start?source=" + strings.Repeat("s", 300))
+	require.Equal(t, http.StatusBadRequest, res.Code)
 	begins, _ := e.fake.Calls()
 	require.Zero(t, begins, "the provider is not asked for refused starts")
 }
@@ -269,19 +269,19 @@ func TestStartRefusals(t *testing.T) {
 func TestCrossOriginPostStartRefused(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser("alice", "acme")
-	req, _ := http.NewRequest(http.MethodPost, e.app.URL+"/connect/fake/start", strings.NewReader("source=Salesforce"))
+	req, _ := http.NewRequest(http.MethodPost, e.URL()+"/connect/fake/start", strings.NewReader("source=Salesforce"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Origin", "https://evil.example")
 	req.Header.Set("Sec-Fetch-Site", "cross-site")
-	res, err := b.c.Do(req)
+	res, err := b.Client.Do(req)
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, http.StatusForbidden, res.StatusCode)
 
-	req, _ = http.NewRequest(http.MethodPost, e.app.URL+"/connect/fake/start", strings.NewReader("source=Salesforce"))
+	req, _ = http.NewRequest(http.MethodPost, e.URL()+"/connect/fake/start", strings.NewReader("source=Salesforce"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Sec-Fetch-Site", "same-origin")
-	res, err = b.c.Do(req)
+	res, err = b.Client.Do(req)
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, http.StatusSeeOther, res.StatusCode)
@@ -291,17 +291,17 @@ func TestReconnect(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser("alice", "acme")
 	id := b.start("source=Salesforce&name=Sales")
-	require.Equal(t, http.StatusSeeOther, b.get(b.finish(id, onboard.Failed)).code)
+	require.Equal(t, http.StatusSeeOther, b.get(b.finish(id, onboard.Failed)).Code)
 	conn := e.fake.ConnectionID(id)
 	require.Equal(t, onboard.Failed, e.connections("acme")[0].State)
 
 	// Another tenant cannot reconnect it.
-	res := e.browser("eve", "globex").get(e.app.URL + e.ob.ReconnectURL("fake", conn))
-	require.Equal(t, http.StatusNotFound, res.code)
+	res := e.browser("eve", "globex").get(e.URL() + e.Onboarder.ReconnectURL("fake", conn))
+	require.Equal(t, http.StatusNotFound, res.Code)
 
-	id2 := b.start(strings.TrimPrefix(e.ob.ReconnectURL("fake", conn), "/connect/fake/start?"))
+	id2 := b.start(strings.TrimPrefix(e.Onboarder.ReconnectURL("fake", conn), "/connect/fake/start?"))
 	require.Equal(t, conn, e.fake.ConnectionID(id2), "a reconnect works on the same connection")
-	require.Equal(t, http.StatusSeeOther, b.get(b.finish(id2, onboard.Connected)).code)
+	require.Equal(t, http.StatusSeeOther, b.get(b.finish(id2, onboard.Connected)).Code)
 	cs := e.connections("acme")
 	require.Len(t, cs, 1)
 	require.Equal(t, onboard.Connected, cs[0].State)
@@ -312,10 +312,10 @@ func TestProviderDownAtStart(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser("alice", "acme")
 	e.fake.FailBegin(errors.New("dial tcp: connection refused"))
-	res := b.get(e.app.URL + "/connect/fake/start")
-	require.Equal(t, http.StatusBadGateway, res.code)
-	require.Contains(t, res.body, "could not be reached")
-	require.NotContains(t, res.body, "connection refused", "internal error text stays in the logs")
+	res := b.get(e.URL() + "/connect/fake/start")
+	require.Equal(t, http.StatusBadGateway, res.Code)
+	require.Contains(t, res.Body, "could not be reached")
+	require.NotContains(t, res.Body, "connection refused", "internal error text stays in the logs")
 	require.Zero(t, e.store.Len(), "no flow is saved when the provider failed")
 	b.start("") // and the next try works
 }
@@ -326,9 +326,9 @@ func TestProviderDownAtReturnIsRetryable(t *testing.T) {
 	back := b.finish(b.start(""), onboard.Connected)
 	e.fake.FailComplete(errors.New("503 from provider"))
 	res := b.get(back)
-	require.Equal(t, http.StatusBadGateway, res.code)
+	require.Equal(t, http.StatusBadGateway, res.Code)
 	require.Empty(t, e.connections("acme"))
-	require.Equal(t, http.StatusSeeOther, b.get(back).code, "a reload completes the flow")
+	require.Equal(t, http.StatusSeeOther, b.get(back).Code, "a reload completes the flow")
 	require.Len(t, e.connections("acme"), 1)
 }
 
@@ -340,10 +340,10 @@ func TestStoreFailureAtReturnIsRetryable(t *testing.T) {
 	e.store.failComplete = 1
 	e.store.mu.Unlock()
 	res := b.get(back)
-	require.Equal(t, http.StatusServiceUnavailable, res.code)
-	require.Contains(t, res.body, "reload")
+	require.Equal(t, http.StatusServiceUnavailable, res.Code)
+	require.Contains(t, res.Body, "reload")
 	require.Empty(t, e.connections("acme"))
-	require.Equal(t, http.StatusSeeOther, b.get(back).code, "a reload completes the flow")
+	require.Equal(t, http.StatusSeeOther, b.get(back).Code, "a reload completes the flow")
 	require.Len(t, e.connections("acme"), 1)
 }
 

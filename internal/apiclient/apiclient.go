@@ -1,0 +1,180 @@
+// Package apiclient is the JSON-over-HTTP client the providers share:
+// bounded response bodies, typed errors, and retries with backoff for
+// idempotent calls only (and for 429, when the caller allows it, since a
+// rate-limited request was not processed).
+package apiclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MaxBody is the largest response body read.
+const MaxBody = 1 << 20
+
+// Client calls one API.
+type Client struct {
+	// HTTP does the requests. It should have a Timeout.
+	HTTP *http.Client
+	// Base is prepended to every path: "https://api.fivetran.com".
+	Base string
+	// Retries is how many times an idempotent call is repeated after a
+	// network error, a 5xx or a 429.
+	Retries int
+	// Backoff is the first wait between tries; it doubles, with jitter.
+	Backoff time.Duration
+	// MaxWait bounds a wait, including one a Retry-After asks for. A
+	// longer Retry-After fails the call at once.
+	MaxWait time.Duration
+	// Retry429 allows repeating a non-idempotent call refused with 429.
+	Retry429 bool
+	// Prepare sets headers (authentication) on every request.
+	Prepare func(ctx context.Context, r *http.Request) error
+	// Decode turns a non-2xx answer into an error.
+	Decode func(status int, body []byte, h http.Header) error
+}
+
+// Error is a call that failed at the transport level or returned junk.
+type Error struct {
+	Op  string // "GET /v1/connections/x"
+	Err error
+}
+
+func (e *Error) Error() string { return e.Op + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrMalformed is a 2xx answer whose body is not the JSON expected.
+var ErrMalformed = errors.New("malformed response")
+
+// RetryAfter returns the wait a status error asks for, or zero.
+type RetryAfter interface{ RetryAfter() time.Duration }
+
+// Temporary reports whether a status is worth another try.
+func Temporary(status int) bool {
+	return status == http.StatusTooManyRequests || status >= 500
+}
+
+// statusError is implemented by errors from Decode that carry the status.
+type statusError interface{ HTTPStatus() int }
+
+// Do sends in as JSON (when not nil) and decodes a 2xx answer into out
+// (when not nil).
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	op := method + " " + path
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return &Error{op, err}
+		}
+	}
+	idempotent := method == http.MethodGet || method == http.MethodHead || method == http.MethodDelete || method == http.MethodPut
+	wait := c.Backoff
+	for try := 0; ; try++ {
+		err := c.once(ctx, method, path, body, out)
+		if err == nil {
+			return nil
+		}
+		if try >= c.Retries {
+			return err
+		}
+		var se statusError
+		retry := false
+		switch {
+		case errors.As(err, &se):
+			retry = (idempotent && Temporary(se.HTTPStatus())) ||
+				(c.Retry429 && se.HTTPStatus() == http.StatusTooManyRequests)
+		case errors.Is(err, ErrMalformed):
+			retry = false
+		default: // transport error: only idempotent calls
+			retry = idempotent && ctx.Err() == nil
+		}
+		if !retry {
+			return err
+		}
+		d := wait + rand.N(wait/2+1)
+		var ra RetryAfter
+		if errors.As(err, &ra) && ra.RetryAfter() > 0 {
+			d = ra.RetryAfter()
+		}
+		if d > c.MaxWait {
+			return err
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait *= 2
+	}
+}
+
+func (c *Client) once(ctx context.Context, method, path string, body []byte, out any) error {
+	op := method + " " + path
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, rd)
+	if err != nil {
+		return &Error{op, err}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.Prepare != nil {
+		if err := c.Prepare(ctx, req); err != nil {
+			return &Error{op, err}
+		}
+	}
+	res, err := c.HTTP.Do(req)
+	if err != nil {
+		return &Error{op, err}
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(res.Body, MaxBody+1))
+	if err != nil {
+		return &Error{op, fmt.Errorf("reading the response: %w", err)}
+	}
+	if len(data) > MaxBody {
+		return &Error{op, fmt.Errorf("%w: body over %d bytes", ErrMalformed, MaxBody)}
+	}
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		return &Error{op, c.Decode(res.StatusCode, data, res.Header)}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return &Error{op, fmt.Errorf("%w: %v", ErrMalformed, err)}
+	}
+	return nil
+}
+
+// ParseRetryAfter reads a Retry-After header in seconds or as an HTTP
+// date; zero when absent or unreadable.
+func ParseRetryAfter(h http.Header, now time.Time) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}

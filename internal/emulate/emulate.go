@@ -1,0 +1,166 @@
+// Package emulate holds what the provider emulators share: injected
+// faults (errors, rate limits, delays, junk, hangs, dropped connections)
+// and a record of the API requests they received.
+package emulate
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Fault is one injected failure of one API call.
+type Fault struct {
+	// Status answers with this status and Body (default a JSON error).
+	Status int
+	// RetryAfter sets the Retry-After header, in whole seconds.
+	RetryAfter time.Duration
+	// Body replaces the answer's body. With Status 0 it is sent with 200:
+	// malformed JSON.
+	Body string
+	// Delay waits before answering (or until the client gives up).
+	Delay time.Duration
+	// Hang sends the headers and a part of a body, then never ends it.
+	Hang bool
+	// Drop closes the connection without an answer.
+	Drop bool
+}
+
+// Request is one recorded API request.
+type Request struct {
+	Method string
+	Path   string
+	Query  string
+	Header http.Header
+	Body   []byte
+}
+
+// API wraps an emulator's API handler with faults and a request record.
+type API struct {
+	mu     sync.Mutex
+	faults []Fault
+	delay  time.Duration
+	reqs   []Request
+	// ErrorBody renders the default error body for a status.
+	ErrorBody func(status int) string
+}
+
+// Fail queues faults; each is used by one API call, in order.
+func (a *API) Fail(f ...Fault) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.faults = append(a.faults, f...)
+}
+
+// SetDelay delays every API answer by d (0 to stop).
+func (a *API) SetDelay(d time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.delay = d
+}
+
+// Requests returns the API requests received so far.
+func (a *API) Requests() []Request {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]Request(nil), a.reqs...)
+}
+
+// Pending returns how many queued faults are left.
+func (a *API) Pending() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.faults)
+}
+
+// Wrap records each request, then applies the next fault, if any, or
+// hands the request to h.
+func (a *API) Wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		a.mu.Lock()
+		a.reqs = append(a.reqs, Request{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), body})
+		var f *Fault
+		if len(a.faults) > 0 {
+			f = &a.faults[0]
+			a.faults = a.faults[1:]
+		}
+		delay := a.delay
+		a.mu.Unlock()
+		if f != nil && f.Delay > 0 {
+			delay = f.Delay
+		}
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if f == nil || (f.Status == 0 && f.Body == "" && !f.Hang && !f.Drop) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		a.apply(w, r, f)
+	})
+}
+
+func (a *API) apply(w http.ResponseWriter, r *http.Request, f *Fault) {
+	switch {
+	case f.Drop:
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				conn.Close()
+				return
+			}
+		}
+		// No hijacking (HTTP/2): the nearest thing is a bare 502.
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	case f.Hang:
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, `{"data":`)
+		if fl, ok := w.(http.Flusher); ok {
+			fl.Flush()
+		}
+		<-r.Context().Done()
+		return
+	}
+	status, body := f.Status, f.Body
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if body == "" && a.ErrorBody != nil {
+		body = a.ErrorBody(status)
+	}
+	if f.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(f.RetryAfter/time.Second)))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	io.WriteString(w, body)
+}
+
+// JSON writes v with status.
+func JSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// BaseURL returns the scheme and host the request was sent to, for links
+// an emulator hands out.
+func BaseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
