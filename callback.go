@@ -1,6 +1,8 @@
 package onboard
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -126,12 +128,79 @@ func returnParams(raw string) (url.Values, error) {
 	return v, nil
 }
 
-// webhook hands a provider's event delivery to the provider, when it
-// takes webhooks.
+// maxWebhookBytes bounds a webhook delivery's body.
+const maxWebhookBytes = 64 << 10
+
+// webhook applies a provider's event delivery to the stored connections.
+// It answers 200 once every event is applied (or ignored: an unknown
+// connection, a stale or duplicate event), 401 for a bad signature, 413
+// for an oversized body, and 503 when the store fails, so that the
+// provider delivers again later.
 func (o *Onboarder) webhook(w http.ResponseWriter, r *http.Request) {
-	if _, ok := o.providers[r.PathValue("provider")]; !ok {
-		o.fail(w, r, ErrUnknownProvider)
+	p, ok := o.providers[r.PathValue("provider")]
+	if !ok {
+		http.NotFound(w, r)
 		return
 	}
-	http.NotFound(w, r)
+	wr, ok := p.(WebhookReceiver)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	ctx := r.Context()
+	r.Body = http.MaxBytesReader(w, r.Body, maxWebhookBytes)
+	events, err := wr.Webhook(r)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		code := http.StatusBadRequest
+		switch {
+		case errors.As(err, &tooBig):
+			code = http.StatusRequestEntityTooLarge
+		case errors.Is(err, ErrWebhook):
+			code = http.StatusUnauthorized
+		}
+		o.log.WarnContext(ctx, "onboard: webhook refused", "provider", p.Name(), "status", code, "err", err)
+		http.Error(w, http.StatusText(code), code)
+		return
+	}
+	finder := o.cfg.Store.(ConnectionFinder) // checked by New
+	for _, ev := range events {
+		if err := o.apply(ctx, finder, p.Name(), ev); err != nil {
+			o.log.ErrorContext(ctx, "onboard: webhook event not stored", "provider", p.Name(), "connection", ev.ConnectionID, "err", err)
+			http.Error(w, "store unavailable, deliver again later", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// apply stores one event. Stale and duplicate events change nothing.
+func (o *Onboarder) apply(ctx context.Context, finder ConnectionFinder, provider string, ev Event) error {
+	c, found, err := finder.FindConnection(ctx, provider, ev.ConnectionID)
+	if err != nil {
+		return err
+	}
+	if !found {
+		o.log.InfoContext(ctx, "onboard: webhook for an unknown connection ignored", "provider", provider, "connection", ev.ConnectionID)
+		return nil
+	}
+	if !ev.At.After(c.UpdatedAt) {
+		o.log.DebugContext(ctx, "onboard: stale or duplicate webhook event ignored", "provider", provider, "connection", c.ID)
+		return nil
+	}
+	if ev.Deleted {
+		return o.cfg.Store.DeleteConnection(ctx, c.Owner.Tenant, provider, c.ID)
+	}
+	changed := ev.State != "" && ev.State != c.State
+	if ev.State != "" {
+		c.State = ev.State
+	}
+	c.Message, c.UpdatedAt = ev.Message, ev.At
+	if err := o.cfg.Store.SaveConnection(ctx, c); err != nil {
+		return err
+	}
+	if changed {
+		o.cfg.Hooks.fire(ctx, c)
+	}
+	return nil
 }

@@ -112,5 +112,3 @@ func (b *browser) finish(flowID string, outcome onboard.State) string {
 }
 
 func (e *env) connections(tenant string) []onboard.Connection { return e.Connections(tenant) }
-
-

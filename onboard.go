@@ -151,6 +151,40 @@ type Reconciler interface {
 	Reconcile(ctx context.Context, f *Flow) (c Connection, done bool, err error)
 }
 
+// WebhookReceiver is a Provider that receives the provider's event
+// deliveries at POST {prefix}/{provider}/webhook.
+type WebhookReceiver interface {
+	// Webhook verifies one delivery (its signature) and returns the events
+	// it carries. The body is already limited in size. An error wrapping
+	// ErrWebhook answers 401; other errors 400.
+	Webhook(r *http.Request) ([]Event, error)
+}
+
+// Event is a change of a connection reported by a provider.
+type Event struct {
+	// ConnectionID is the provider's id of the connection.
+	ConnectionID string
+	// State is the connection's new state; empty when only Deleted.
+	State State
+	// Deleted reports that the connection was deleted at the provider.
+	Deleted bool
+	// Message is a human-readable detail (why a sync failed).
+	Message string
+	// At is when the provider created the event. Events older than the
+	// stored connection's last update are ignored, so duplicate and late
+	// deliveries change nothing.
+	At time.Time
+}
+
+// ConnectionFinder is a Store that finds a connection by provider and id
+// alone. Webhook deliveries name no tenant, so a provider that is a
+// [WebhookReceiver] needs a Store that is a ConnectionFinder.
+type ConnectionFinder interface {
+	// FindConnection returns the connection; found is false and err is
+	// nil when there is none.
+	FindConnection(ctx context.Context, provider, id string) (c Connection, found bool, err error)
+}
+
 // Store keeps flows and connections. Implementations must be safe for
 // concurrent use, including by several app instances sharing one database.
 // Run store/storetest against every implementation.
@@ -320,6 +354,13 @@ func New(cfg Config) (*Onboarder, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if _, finds := cfg.Store.(ConnectionFinder); !finds {
+		for _, p := range cfg.Providers {
+			if _, hooks := p.(WebhookReceiver); hooks {
+				return nil, fmt.Errorf("%w: provider %q takes webhooks, but the Store is not an onboard.ConnectionFinder", ErrConfig, p.Name())
+			}
+		}
 	}
 	o := &Onboarder{cfg: cfg, base: base, providers: providers, log: cfg.Logger}
 	if o.cfg.Result == nil {

@@ -5,10 +5,15 @@ package emulate
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -28,6 +33,9 @@ type Fault struct {
 	Hang bool
 	// Drop closes the connection without an answer.
 	Drop bool
+	// AfterHandling applies Drop or Delay only after the call was carried
+	// out: the answer is lost, but what the call did stays done.
+	AfterHandling bool
 }
 
 // Request is one recorded API request.
@@ -92,6 +100,11 @@ func (a *API) Wrap(h http.Handler) http.Handler {
 		}
 		delay := a.delay
 		a.mu.Unlock()
+		var done *httptest.ResponseRecorder
+		if f != nil && f.AfterHandling {
+			done = httptest.NewRecorder()
+			h.ServeHTTP(done, r)
+		}
 		if f != nil && f.Delay > 0 {
 			delay = f.Delay
 		}
@@ -102,11 +115,18 @@ func (a *API) Wrap(h http.Handler) http.Handler {
 				return
 			}
 		}
-		if f == nil || (f.Status == 0 && f.Body == "" && !f.Hang && !f.Drop) {
+		switch {
+		case f != nil && (f.Status != 0 || f.Body != "" || f.Hang || f.Drop):
+			a.apply(w, r, f)
+		case done != nil: // the call was carried out; send its answer late
+			for k, v := range done.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(done.Code)
+			_, _ = w.Write(done.Body.Bytes())
+		default:
 			h.ServeHTTP(w, r)
-			return
 		}
-		a.apply(w, r, f)
 	})
 }
 
@@ -163,4 +183,63 @@ func BaseURL(r *http.Request) string {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host
+}
+
+// ValidRedirect reports whether s is an absolute http(s) URL, as both
+// providers require of the URL they send the browser back to.
+func ValidRedirect(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// Visitor drives a hosted page like a browser that does not follow
+// redirects, for the emulators' Fill helpers.
+type Visitor struct {
+	client *http.Client
+	page   *url.URL
+}
+
+// NewVisitor opens the hosted page at pageURL with a copy of client that
+// does not follow redirects; the page must answer 200.
+func NewVisitor(ctx context.Context, client *http.Client, pageURL string) (*Visitor, error) {
+	u, err := url.Parse(pageURL)
+	if err != nil {
+		return nil, err
+	}
+	c := *client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	v := &Visitor{client: &c, page: u}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, pageURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := v.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("emulate: hosted page answered %d", res.StatusCode)
+	}
+	return v, nil
+}
+
+// Param returns a query parameter of the page's URL.
+func (v *Visitor) Param(name string) string { return v.page.Query().Get(name) }
+
+// Submit posts form to the page's path and returns the status and the
+// redirect target, if any.
+func (v *Visitor) Submit(ctx context.Context, form url.Values) (status int, location string, err error) {
+	target := v.page.Scheme + "://" + v.page.Host + v.page.Path
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	res, err := v.client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	res.Body.Close()
+	return res.StatusCode, res.Header.Get("Location"), nil
 }

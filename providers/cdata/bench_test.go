@@ -22,7 +22,7 @@ func (fixedCreate) RoundTrip(r *http.Request) (*http.Response, error) {
 		r.Body.Close()
 	}
 	return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
-		Body: io.NopCloser(strings.NewReader(`{"redirectURL":"https://cloud.cdata.com/oem/user/connections/edit?token=t"}`)),
+		Body:    io.NopCloser(strings.NewReader(`{"redirectURL":"https://cloud.cdata.com/oem/user/connections/edit?token=t"}`)),
 		Request: r}, nil
 }
 

@@ -35,6 +35,7 @@ import (
 
 	"github.com/onboardkit/onboard"
 	"github.com/onboardkit/onboard/internal/apiclient"
+	"github.com/onboardkit/onboard/internal/memo"
 )
 
 // DefaultBaseURL is CData's API.
@@ -89,8 +90,8 @@ type Provider struct {
 	api    *apiclient.Client
 	group  singleflight.Group
 	mu     sync.Mutex
-	tokens map[string]token  // by sub-account ("" for none)
-	subs   map[string]string // tenant -> sub-account
+	tokens map[string]token // by sub-account ("" for none)
+	subs   memo.Strings     // tenant -> sub-account
 	srcs   map[string]sources
 	log    *slog.Logger
 }
@@ -158,7 +159,7 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	p := &Provider{cfg: cfg, key: key, tokens: make(map[string]token), subs: make(map[string]string),
+	p := &Provider{cfg: cfg, key: key, tokens: make(map[string]token),
 		srcs: make(map[string]sources), log: cfg.Logger}
 	p.api = &apiclient.Client{
 		HTTP: cfg.HTTPClient, Base: cfg.BaseURL, Retries: cfg.Retries,
@@ -303,29 +304,16 @@ func ExternalID(flowID string) string {
 // SubAccount returns the tenant's sub-account id: from the cache, from
 // Config.SubAccount, or found or created with the tenant id as externalId.
 func (p *Provider) SubAccount(ctx context.Context, tenant string) (string, error) {
-	p.mu.Lock()
-	sub, ok := p.subs[tenant]
-	p.mu.Unlock()
-	if ok {
-		return sub, nil
-	}
-	v, err, _ := p.group.Do("sub\x00"+tenant, func() (any, error) {
+	sub, err := p.subs.Get(tenant, func() (string, error) {
 		if p.cfg.SubAccount != nil {
 			return p.cfg.SubAccount(ctx, tenant)
 		}
 		return p.findOrCreateAccount(ctx, tenant)
 	})
-	if err != nil {
-		return "", err
+	if errors.Is(err, memo.ErrEmpty) {
+		err = fmt.Errorf("%w: no sub-account for tenant %q", onboard.ErrProvider, tenant)
 	}
-	sub = v.(string)
-	if sub == "" {
-		return "", fmt.Errorf("%w: no sub-account for tenant %q", onboard.ErrProvider, tenant)
-	}
-	p.mu.Lock()
-	p.subs[tenant] = sub
-	p.mu.Unlock()
-	return sub, nil
+	return sub, err
 }
 
 func (p *Provider) findOrCreateAccount(ctx context.Context, tenant string) (string, error) {

@@ -51,7 +51,10 @@ type Store struct {
 
 type connKey struct{ provider, id string }
 
-var _ onboard.Store = (*Store)(nil)
+var (
+	_ onboard.Store            = (*Store)(nil)
+	_ onboard.ConnectionFinder = (*Store)(nil)
+)
 
 // New returns an empty Store.
 func New(opt Options) *Store {
@@ -250,6 +253,18 @@ func (s *Store) Connections(ctx context.Context, tenant string) ([]onboard.Conne
 		return strings.Compare(a.ID, b.ID)
 	})
 	return out, nil
+}
+
+// FindConnection returns the connection with this provider and id,
+// whatever its tenant (for webhook deliveries).
+func (s *Store) FindConnection(ctx context.Context, provider, id string) (onboard.Connection, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return onboard.Connection{}, false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.conns[connKey{provider, id}]
+	return c, ok, nil
 }
 
 // DeleteConnection removes the tenant's connection.

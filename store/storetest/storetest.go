@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) onboard.Store) {
 		{"SaveConnectionUpserts", testSaveUpserts},
 		{"DeleteConnection", testDelete},
 		{"CanceledContext", testCanceled},
+		{"FindConnection", testFind},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -280,4 +281,27 @@ func testCanceled(t *testing.T, s onboard.Store) {
 	_, found, err := s.Flow(context.Background(), f.ID)
 	require.NoError(t, err)
 	require.False(t, found, fmt.Sprintf("flow %s was stored despite the canceled context", f.ID))
+}
+
+// testFind runs for stores that are onboard.ConnectionFinder.
+func testFind(t *testing.T, s onboard.Store) {
+	finder, ok := s.(onboard.ConnectionFinder)
+	if !ok {
+		t.Skip("the store is not an onboard.ConnectionFinder")
+	}
+	ctx := context.Background()
+	c := newConn(newOwner(), "", onboard.Connected)
+	require.NoError(t, s.SaveConnection(ctx, c))
+	got, found, err := finder.FindConnection(ctx, c.Provider, c.ID)
+	require.NoError(t, err)
+	require.True(t, found)
+	if d := cmp.Diff(c, got, timeOpt); d != "" {
+		t.Fatalf("FindConnection (-want +got):\n%s", d)
+	}
+	_, found, err = finder.FindConnection(ctx, c.Provider, "missing-"+ID())
+	require.NoError(t, err)
+	require.False(t, found)
+	_, found, err = finder.FindConnection(ctx, "other-provider", c.ID)
+	require.NoError(t, err)
+	require.False(t, found, "connections are keyed by provider and id")
 }

@@ -295,11 +295,6 @@ func (s *Server) hostedURL(r *http.Request, l *link) string {
 	return emulate.BaseURL(r) + "/oem/user/connections/edit?" + q.Encode()
 }
 
-func validRedirect(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
-}
-
 // linkRequest is the body of connection/create and connection/edit.
 type linkRequest struct {
 	RedirectURL  string  `json:"redirectURL"`
@@ -314,7 +309,7 @@ func readLinkRequest(w http.ResponseWriter, r *http.Request) (linkRequest, bool)
 	if !decode(w, r, &in) {
 		return in, false
 	}
-	if !validRedirect(in.RedirectURL) {
+	if !emulate.ValidRedirect(in.RedirectURL) {
 		fail(w, http.StatusBadRequest, "BadRequest", "redirectURL is required and must be an absolute URL")
 		return in, false
 	}

@@ -2,13 +2,14 @@ package cdatatest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/onboardkit/onboard/internal/emulate"
 )
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
@@ -200,55 +201,26 @@ func (s *Server) back(l *link) string {
 // the browser is sent back to. name, when set, is typed into the name
 // field.
 func Fill(ctx context.Context, client *http.Client, hostedURL, name, credential string) (string, error) {
-	u, err := url.Parse(hostedURL)
+	v, err := emulate.NewVisitor(ctx, client, hostedURL)
 	if err != nil {
 		return "", err
 	}
-	noFollow := *client
-	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	get, err := http.NewRequestWithContext(ctx, http.MethodGet, hostedURL, nil)
-	if err != nil {
-		return "", err
-	}
-	res, err := noFollow.Do(get)
-	if err != nil {
-		return "", err
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("cdatatest: hosted page answered %d", res.StatusCode)
-	}
-	form := url.Values{"token": {u.Query().Get("token")}, "credential": {credential}, "name": {name}}
-	post := func(action string) (*http.Response, error) {
-		form.Set("action", action)
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.Scheme+"://"+u.Host+u.Path, strings.NewReader(form.Encode()))
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		res, err := noFollow.Do(req)
-		if err == nil {
-			res.Body.Close()
-		}
-		return res, err
-	}
+	form := url.Values{"token": {v.Param("token")}, "credential": {credential}, "name": {name}}
 	if credential != "" {
-		res, err := post("save")
-		if err != nil {
-			return "", err
-		}
-		if res.StatusCode != http.StatusOK {
-			return "", fmt.Errorf("cdatatest: Save & Test answered %d", res.StatusCode)
+		form.Set("action", "save")
+		if code, _, err := v.Submit(ctx, form); err != nil || code != http.StatusOK {
+			return "", fmt.Errorf("cdatatest: Save & Test answered %d: %v", code, err)
 		}
 	}
-	res, err = post("return")
+	form.Set("action", "return")
+	code, back, err := v.Submit(ctx, form)
 	if err != nil {
 		return "", err
 	}
-	if res.StatusCode != http.StatusSeeOther {
-		return "", errors.New("cdatatest: Return to did not redirect: " + res.Status)
+	if code != http.StatusSeeOther {
+		return "", fmt.Errorf("cdatatest: Return to answered %d, not a redirect", code)
 	}
-	return res.Header.Get("Location"), nil
+	return back, nil
 }
 
 // Expire makes every hosted page link expire now (for tests).
