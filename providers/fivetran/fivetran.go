@@ -434,7 +434,9 @@ func (p *Provider) lookup(ctx context.Context, f *onboard.Flow) (connection, err
 
 // result maps a connection's setup_state.
 func result(c connection) (onboard.Connection, bool) {
-	out := onboard.Connection{ID: c.ID, Source: c.Service}
+	// Fivetran names a connection by its destination schema
+	// (connector_name in webhooks).
+	out := onboard.Connection{ID: c.ID, Name: c.Schema, Source: c.Service}
 	switch c.Status.SetupState {
 	case "connected":
 		out.State = onboard.Connected

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"io"
+	"log/slog"
 	"net/http"
 	"sync"
 	"testing"
@@ -60,11 +62,12 @@ func newCluster(t testing.TB, n int) *cluster {
 	c.ft = fivetrantest.New(fivetrantest.Options{APIKey: "k", APISecret: "s"})
 	ftURL := apptest.Serve(t, c.ft)
 	c.store = newStore(t, db, sqlstore.Postgres, func(o *sqlstore.Options) { o.MaxFlowsPerOwner = -1 })
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for range n {
-		p, err := cdata.New(cdata.Config{BaseURL: api, AccountID: "oem", PrivateKey: key,
+		p, err := cdata.New(cdata.Config{BaseURL: api, AccountID: "oem", PrivateKey: key, Logger: quiet,
 			HTTPClient: &http.Client{Timeout: 10 * time.Second}})
 		require.NoError(t, err)
-		f, err := fivetran.New(fivetran.Config{BaseURL: ftURL, APIKey: "k", APISecret: "s",
+		f, err := fivetran.New(fivetran.Config{BaseURL: ftURL, APIKey: "k", APISecret: "s", Logger: quiet,
 			HTTPClient: &http.Client{Timeout: 10 * time.Second}})
 		require.NoError(t, err)
 		c.instances = append(c.instances, apptest.New(t, apptest.Options{

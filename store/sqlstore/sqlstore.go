@@ -170,29 +170,44 @@ func (s *Store) Migrate(ctx context.Context) error {
 		return err
 	}
 	table := s.opt.Prefix + "schema_migrations"
-	if _, err := s.db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+table+
-		" (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"); err != nil {
+	err = s.locked(ctx, table, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+table+" (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)")
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("sqlstore: migrate: %w", err)
 	}
 	for _, m := range migs {
-		if err := s.migrate(ctx, table, m); err != nil {
+		if err := s.locked(ctx, table, func(tx *sql.Tx) error { return s.migrate(ctx, tx, table, m) }); err != nil {
 			return fmt.Errorf("sqlstore: migration %d: %w", m.Version, err)
 		}
 	}
 	return nil
 }
 
-func (s *Store) migrate(ctx context.Context, table string, m Migration) error {
+// locked runs fn in a transaction that, on PostgreSQL, first takes an
+// advisory lock named after the migrations table, so that instances
+// migrating at once take turns (even CREATE TABLE IF NOT EXISTS races
+// without it).
+func (s *Store) locked(ctx context.Context, name string, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
 	if s.opt.Dialect == Postgres {
-		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", table); err != nil {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", name); err != nil {
 			return err
 		}
 	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// migrate applies m unless it is recorded as applied.
+func (s *Store) migrate(ctx context.Context, tx *sql.Tx, table string, m Migration) error {
 	var n int
 	if err := tx.QueryRowContext(ctx, s.q.rebind("SELECT COUNT(*) FROM "+table+" WHERE version = ?"), m.Version).Scan(&n); err != nil {
 		return err
@@ -205,11 +220,9 @@ func (s *Store) migrate(ctx context.Context, table string, m Migration) error {
 			return err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, s.q.rebind("INSERT INTO "+table+" (version, applied_at) VALUES (?, ?)"),
-		m.Version, s.opt.Now().UnixMicro()); err != nil {
-		return err
-	}
-	return tx.Commit()
+	_, err := tx.ExecContext(ctx, s.q.rebind("INSERT INTO "+table+" (version, applied_at) VALUES (?, ?)"),
+		m.Version, s.opt.Now().UnixMicro())
+	return err
 }
 
 // queries holds the SQL text for one dialect and prefix.
