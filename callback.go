@@ -47,16 +47,16 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	r = r.WithContext(WithFlow(ctx, f))
 	ctx = r.Context()
-	if f.State == FlowDone {
-		o.fail(w, r, ErrFlowUsed, "flow", id)
-		return
-	}
 	bound, err := o.cfg.Sessions.Bound(ctx, f.ID)
 	if err != nil {
 		o.fail(w, r, asKind(err, ErrStore), "flow", id)
 		return
 	}
 	if !bound {
+		if f.State == FlowDone {
+			o.fail(w, r, ErrFlowUsed, "flow", id) // a replay
+			return
+		}
 		o.fail(w, r, ErrSessionMismatch, "flow", id)
 		return
 	}
@@ -67,6 +67,12 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	if owner != f.Owner {
 		o.fail(w, r, ErrOwnerMismatch, "flow", id)
+		return
+	}
+	if f.State == FlowDone {
+		// The reconciler settled the flow while the user was still on the
+		// provider's page: show its result, once.
+		o.showAgain(w, r, f)
 		return
 	}
 	if f.State == FlowExpired || f.Expired(o.cfg.Now()) {
@@ -88,6 +94,27 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 	o.log.InfoContext(ctx, "onboard: flow completed", "flow", f.ID, "provider", f.Provider,
 		"tenant", f.Owner.Tenant, "connection", c.ID, "state", c.State)
 	o.cfg.Hooks.fire(ctx, c)
+	w.Header().Set("Cache-Control", "no-store")
+	o.cfg.Result.ServeHTTP(w, r.WithContext(WithResult(ctx, c)))
+}
+
+// showAgain answers a return of a flow that is already done but still
+// bound to this session (the reconciler completed it) with its result,
+// and releases the binding so that the next return is a replay.
+func (o *Onboarder) showAgain(w http.ResponseWriter, r *http.Request, f Flow) {
+	ctx := r.Context()
+	c := Connection{Provider: f.Provider, Owner: f.Owner, State: f.Outcome, FlowID: f.ID, Source: f.Source, Name: f.Name}
+	if f.ConnectionID != "" {
+		stored, found, err := o.cfg.Store.Connection(ctx, f.Owner.Tenant, f.Provider, f.ConnectionID)
+		if err != nil {
+			o.fail(w, r, fmt.Errorf("%w: %v", ErrStore, err), "flow", f.ID)
+			return
+		}
+		if found {
+			c = stored
+		}
+	}
+	o.release(ctx, f.ID)
 	w.Header().Set("Cache-Control", "no-store")
 	o.cfg.Result.ServeHTTP(w, r.WithContext(WithResult(ctx, c)))
 }

@@ -1,8 +1,6 @@
 package onboard_test
 
 import (
-	"context"
-	"errors"
 	"net/url"
 	"strings"
 	"sync"
@@ -23,7 +21,7 @@ type env struct {
 	*apptest.App
 	t     testing.TB
 	fake  *fake.Provider
-	store *flakyStore
+	store *apptest.FlakyStore
 	clock *clock
 }
 
@@ -39,32 +37,12 @@ func (c *clock) Add(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// flakyStore fails CompleteFlow while failComplete is above zero.
-type flakyStore struct {
-	*memstore.Store
-	mu           sync.Mutex
-	failComplete int
-}
-
-func (s *flakyStore) CompleteFlow(ctx context.Context, id string, c onboard.Connection) error {
-	s.mu.Lock()
-	fail := s.failComplete > 0
-	if fail {
-		s.failComplete--
-	}
-	s.mu.Unlock()
-	if fail {
-		return errors.New("connection reset by peer")
-	}
-	return s.Store.CompleteFlow(ctx, id, c)
-}
-
 func newEnv(t testing.TB, mod ...func(*onboard.Config)) *env {
 	t.Helper()
 	e := &env{t: t, fake: fake.New("fake"), clock: &clock{now: time.Now()}}
 	hosted := apptest.Serve(t, e.fake)
-	e.fake.URL = hosted
-	e.store = &flakyStore{Store: memstore.New(memstore.Options{Now: e.clock.Now})}
+	e.fake.URL, e.fake.Now = hosted, e.clock.Now
+	e.store = apptest.NewFlakyStore(memstore.Options{Now: e.clock.Now})
 	e.App = apptest.New(t, apptest.Options{
 		Providers: []onboard.Provider{e.fake},
 		Store:     e.store,

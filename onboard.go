@@ -185,6 +185,17 @@ type ConnectionFinder interface {
 	FindConnection(ctx context.Context, provider, id string) (c Connection, found bool, err error)
 }
 
+// FlowLister is a Store that lists and resolves pending flows, for
+// [Onboarder.Reconcile].
+type FlowLister interface {
+	// PendingFlows returns up to limit pending flows created before
+	// createdBefore, expired or not, oldest first.
+	PendingFlows(ctx context.Context, createdBefore time.Time, limit int) ([]Flow, error)
+	// ResolveFlow is CompleteFlow for a pending flow whether or not it has
+	// expired: the reconciler settles flows whose browser never came back.
+	ResolveFlow(ctx context.Context, flowID string, c Connection) error
+}
+
 // Store keeps flows and connections. Implementations must be safe for
 // concurrent use, including by several app instances sharing one database.
 // Run store/storetest against every implementation.
@@ -280,6 +291,9 @@ type Config struct {
 	Error http.Handler
 	// Hooks are called after outcomes are stored.
 	Hooks Hooks
+	// ReconcileAfter is how old a pending flow must be before Reconcile
+	// asks the provider about it. Default 10 minutes.
+	ReconcileAfter time.Duration
 	// Logger receives diagnostics. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -342,6 +356,9 @@ func New(cfg Config) (*Onboarder, error) {
 	}
 	if cfg.FlowTTL == 0 {
 		cfg.FlowTTL = DefaultFlowTTL
+	}
+	if cfg.ReconcileAfter <= 0 {
+		cfg.ReconcileAfter = 10 * time.Minute
 	}
 	if cfg.DonePath == "" {
 		cfg.DonePath = "/"

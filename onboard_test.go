@@ -3,6 +3,7 @@ package onboard_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -204,7 +205,11 @@ func TestExpiredFlowOffersRestart(t *testing.T) {
 }
 
 func TestConcurrentReturnsStoreOne(t *testing.T) {
-	e := newEnv(t)
+	var mu sync.Mutex
+	hooked := 0
+	e := newEnv(t, func(c *onboard.Config) {
+		c.Hooks.Connected = func(context.Context, onboard.Connection) { mu.Lock(); hooked++; mu.Unlock() }
+	})
 	b := e.browser("alice", "acme")
 	back := b.finish(b.start(""), onboard.Connected)
 	const n = 20
@@ -224,18 +229,96 @@ func TestConcurrentReturnsStoreOne(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	won := 0
+	// Every return is refused (409) or, in the session that started the
+	// flow, shown the one result (303); exactly one completes it.
+	require.Contains(t, codes, http.StatusSeeOther)
 	for _, c := range codes {
-		switch c {
-		case http.StatusSeeOther:
-			won++
-		case http.StatusConflict:
-		default:
-			t.Errorf("concurrent return answered %d, want 303 or 409", c)
-		}
+		require.Contains(t, []int{http.StatusSeeOther, http.StatusConflict}, c)
 	}
-	require.Equal(t, 1, won, "exactly one return completes the flow")
+	require.Equal(t, 1, hooked, "exactly one return completes the flow")
 	require.Len(t, e.connections("acme"), 1)
+	_, completes := e.fake.Calls()
+	require.LessOrEqual(t, completes, n)
+}
+
+func TestReconcilerSettlesFlowsWhoseBrowserNeverCameBack(t *testing.T) {
+	var hooked []onboard.Connection
+	e := newEnv(t, func(c *onboard.Config) {
+		c.Hooks.Connected = func(_ context.Context, c onboard.Connection) { hooked = append(hooked, c) }
+		c.Hooks.Abandoned = func(_ context.Context, c onboard.Connection) { hooked = append(hooked, c) }
+	})
+	ctx := context.Background()
+	b := e.browser("alice", "acme")
+	madeIt := b.start("source=Salesforce")
+	back := b.finish(madeIt, onboard.Connected) // connected at the provider; the browser is gone
+	gaveUp := b.start("source=HubSpot")         // never finished
+	recent := b.start("source=Stripe")
+
+	rep, err := e.Onboarder.Reconcile(ctx)
+	require.NoError(t, err)
+	require.Equal(t, onboard.ReconcileReport{}, rep, "flows younger than ReconcileAfter are left alone")
+
+	e.clock.Add(11 * time.Minute)
+	rep, err = e.Onboarder.Reconcile(ctx)
+	require.NoError(t, err)
+	require.Equal(t, onboard.ReconcileReport{Checked: 3, Completed: 1, Pending: 2}, rep)
+	cs := e.connections("acme")
+	require.Len(t, cs, 1)
+	require.Equal(t, e.fake.ConnectionID(madeIt), cs[0].ID)
+	require.Equal(t, "Salesforce", cs[0].Source)
+	require.Len(t, hooked, 1)
+
+	// The browser comes back after all: it is shown the result, once.
+	res := b.get(back)
+	require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
+	require.Contains(t, res.Location, "onboard_status=connected")
+	require.Equal(t, http.StatusConflict, b.get(back).Code)
+	require.Len(t, hooked, 1, "no second hook call")
+
+	// Past expiry, the unfinished flows are abandoned.
+	e.clock.Add(onboard.DefaultFlowTTL)
+	rep, err = e.Onboarder.Reconcile(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, rep.Completed)
+	for _, id := range []string{gaveUp, recent} {
+		f, _, err := e.store.Flow(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, onboard.FlowDone, f.State)
+		require.Equal(t, onboard.Abandoned, f.Outcome)
+	}
+	rep, err = e.Onboarder.Reconcile(ctx)
+	require.NoError(t, err)
+	require.Zero(t, rep.Checked)
+}
+
+func TestReconcilerRetriesProviderErrors(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	b.finish(b.start(""), onboard.Connected)
+	e.clock.Add(11 * time.Minute)
+	e.fake.FailComplete(errors.New("provider down"))
+	rep, err := e.Onboarder.Reconcile(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, onboard.ReconcileReport{Checked: 1, Errors: 1}, rep)
+	require.Empty(t, e.connections("acme"))
+	rep, err = e.Onboarder.Reconcile(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Completed)
+	require.Len(t, e.connections("acme"), 1)
+}
+
+func TestRunReconcilerStops(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Onboarder.RunReconciler(ctx, time.Millisecond); close(done) }()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.Fatal("RunReconciler did not stop")
+	}
 }
 
 func TestOpenRedirect(t *testing.T) {
@@ -336,9 +419,7 @@ func TestStoreFailureAtReturnIsRetryable(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser("alice", "acme")
 	back := b.finish(b.start(""), onboard.Connected)
-	e.store.mu.Lock()
-	e.store.failComplete = 1
-	e.store.mu.Unlock()
+	e.store.Fail(1)
 	res := b.get(back)
 	require.Equal(t, http.StatusServiceUnavailable, res.Code)
 	require.Contains(t, res.Body, "reload")
@@ -355,7 +436,8 @@ func TestMissingSessionMiddleware(t *testing.T) {
 	ob, err := onboard.New(onboard.Config{
 		URL: "http://app.example/connect", Providers: []onboard.Provider{p},
 		Store: memstore.New(memstore.Options{}), Sessions: sessions,
-		Owner: func(*http.Request) (onboard.Owner, error) { return onboard.Owner{Tenant: "t", User: "u"}, nil },
+		Owner:  func(*http.Request) (onboard.Owner, error) { return onboard.Owner{Tenant: "t", User: "u"}, nil },
+		Logger: slog.New(slog.DiscardHandler),
 	})
 	require.NoError(t, err)
 	rec := httptest.NewRecorder()
@@ -436,4 +518,23 @@ func TestStatusAndMessage(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, onboard.StatusCode(err))
 	require.NotContains(t, onboard.Message(err), "hunter2")
 	require.Equal(t, http.StatusInternalServerError, onboard.StatusCode(errors.New("x")))
+}
+
+func TestRequestSizeLimits(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	post := func(body string) int {
+		req, _ := http.NewRequest(http.MethodPost, e.URL()+"/connect/fake/start", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		res, err := b.Client.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	require.Equal(t, http.StatusSeeOther, post("source=Salesforce"))
+	require.Equal(t, http.StatusBadRequest, post("source=Salesforce&pad="+strings.Repeat("x", 70<<10)), "form body over 64 KiB")
+	require.Equal(t, http.StatusBadRequest, b.get(e.URL()+"/connect/fake/start?pad="+strings.Repeat("x", 9<<10)).Code, "query over 8 KiB")
+	begins, _ := e.fake.Calls()
+	require.Equal(t, 1, begins)
 }

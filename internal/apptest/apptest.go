@@ -6,6 +6,8 @@ package apptest
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"io"
 	"log/slog"
@@ -14,9 +16,11 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"sync"
 	"testing"
 
 	"github.com/alexedwards/scs/v2"
+	scsmem "github.com/alexedwards/scs/v2/memstore"
 	"github.com/stretchr/testify/require"
 
 	"github.com/onboardkit/onboard"
@@ -71,6 +75,9 @@ func New(t testing.TB, opt Options) *App {
 	a.Sessions.Cookie.Secure = false
 	if opt.SessionStore != nil {
 		a.Sessions.Store = opt.SessionStore
+	} else {
+		// No cleanup goroutine: the store lives as long as the test.
+		a.Sessions.Store = scsmem.NewWithCleanupInterval(0)
 	}
 	sessions, err := middleware.NewSCS(a.Sessions)
 	require.NoError(t, err)
@@ -208,3 +215,44 @@ func Serve(t testing.TB, h http.Handler) string {
 	t.Cleanup(s.Close)
 	return s.URL
 }
+
+// FlakyStore is a memstore whose CompleteFlow fails while Fail is above
+// zero, as a database that drops its connection would.
+type FlakyStore struct {
+	*memstore.Store
+	mu   sync.Mutex
+	fail int
+}
+
+// NewFlakyStore wraps a new memstore with opt.
+func NewFlakyStore(opt memstore.Options) *FlakyStore {
+	return &FlakyStore{Store: memstore.New(opt)}
+}
+
+// Fail makes the next n completions fail.
+func (s *FlakyStore) Fail(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fail = n
+}
+
+// CompleteFlow fails while completions are to fail.
+func (s *FlakyStore) CompleteFlow(ctx context.Context, id string, c onboard.Connection) error {
+	s.mu.Lock()
+	fail := s.fail > 0
+	s.fail--
+	s.mu.Unlock()
+	if fail {
+		return errors.New("database connection lost")
+	}
+	return s.Store.CompleteFlow(ctx, id, c)
+}
+
+// RSAKey returns a 2048-bit key made once per test binary.
+var RSAKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err) // crypto/rand does not fail
+	}
+	return k
+})

@@ -64,6 +64,13 @@ func (a *API) Fail(f ...Fault) {
 	a.faults = append(a.faults, f...)
 }
 
+// Clear drops the queued faults that no call used.
+func (a *API) Clear() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.faults = nil
+}
+
 // SetDelay delays every API answer by d (0 to stop).
 func (a *API) SetDelay(d time.Duration) {
 	a.mu.Lock()

@@ -31,14 +31,6 @@ import (
 
 const oem = "oem-0001"
 
-var testKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
-
 type cenv struct {
 	t   *testing.T
 	emu *cdatatest.Server
@@ -49,10 +41,10 @@ type cenv struct {
 
 func newCEnv(t *testing.T, opt cdatatest.Options, mod ...func(*cdata.Config)) *cenv {
 	t.Helper()
-	opt.AccountID, opt.PublicKey = oem, &testKey().PublicKey
+	opt.AccountID, opt.PublicKey = oem, &apptest.RSAKey().PublicKey
 	e := &cenv{t: t, emu: cdatatest.New(opt)}
 	e.api = apptest.Serve(t, e.emu) + "/api"
-	cfg := cdata.Config{BaseURL: e.api, AccountID: oem, PrivateKey: testKey(),
+	cfg := cdata.Config{BaseURL: e.api, AccountID: oem, PrivateKey: apptest.RSAKey(),
 		HTTPClient: &http.Client{Timeout: 2 * time.Second}}
 	for _, m := range mod {
 		m(&cfg)
@@ -285,7 +277,7 @@ func TestSubAccountFoundOrCreatedOnce(t *testing.T) {
 	require.Equal(t, 1, count("/api/poweredby/account/create"), "concurrent starts create one sub-account")
 
 	// Another instance (a new provider) finds the existing sub-account.
-	p2, err := cdata.New(cdata.Config{BaseURL: e.api, AccountID: oem, PrivateKey: testKey()})
+	p2, err := cdata.New(cdata.Config{BaseURL: e.api, AccountID: oem, PrivateKey: apptest.RSAKey()})
 	require.NoError(t, err)
 	sub, err := p2.SubAccount(ctx, "acme")
 	require.NoError(t, err)
@@ -398,7 +390,7 @@ func TestProviderDownAtReturnLeavesFlowRetryable(t *testing.T) {
 }
 
 func TestKeys(t *testing.T) {
-	k := testKey()
+	k := apptest.RSAKey()
 	pkcs1 := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
 	der, err := x509.MarshalPKCS8PrivateKey(k)
 	require.NoError(t, err)
@@ -442,7 +434,7 @@ func TestKeys(t *testing.T) {
 func TestTokenReuse(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	var mu sync.Mutex
-	p, err := cdata.New(cdata.Config{AccountID: oem, PrivateKey: testKey(),
+	p, err := cdata.New(cdata.Config{AccountID: oem, PrivateKey: apptest.RSAKey(),
 		Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }})
 	require.NoError(t, err)
 	var wg sync.WaitGroup

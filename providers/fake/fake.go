@@ -22,9 +22,12 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"time"
 
 	"github.com/onboardkit/onboard"
 )
+
+var _ onboard.Reconciler = (*Provider)(nil)
 
 // Provider is the fake provider. Set URL before the first Begin when its
 // hosted page is served; fields other than URL are guarded by a mutex.
@@ -32,6 +35,8 @@ type Provider struct {
 	// URL is the base URL where the Provider's ServeHTTP is reachable.
 	// Empty means "https://fake.invalid".
 	URL string
+	// Now is the clock Reconcile judges expiry by. Default time.Now.
+	Now func() time.Time
 
 	name string
 	mu   sync.Mutex
@@ -171,6 +176,29 @@ func (p *Provider) Complete(ctx context.Context, f *onboard.Flow, ret url.Values
 		c.Message = "The connection test failed."
 	}
 	return c, nil
+}
+
+// Reconcile reports what the hosted page recorded for a flow whose
+// browser never came back: the outcome once the user finished there, and
+// abandoned for an expired flow the user never finished.
+func (p *Provider) Reconcile(ctx context.Context, f *onboard.Flow) (onboard.Connection, bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := pop(&p.completeErr); err != nil {
+		return onboard.Connection{}, false, err
+	}
+	r, ok := p.recs[f.ID]
+	if ok && r.visited && r.outcome != onboard.Abandoned {
+		return onboard.Connection{ID: r.connID, State: r.outcome}, true, nil
+	}
+	now := time.Now
+	if p.Now != nil {
+		now = p.Now
+	}
+	if f.Expired(now()) {
+		return onboard.Connection{State: onboard.Abandoned}, true, nil
+	}
+	return onboard.Connection{}, false, nil
 }
 
 // ServeHTTP serves the hosted page: GET /hosted?flow=ID&outcome=STATE

@@ -54,6 +54,7 @@ type connKey struct{ provider, id string }
 var (
 	_ onboard.Store            = (*Store)(nil)
 	_ onboard.ConnectionFinder = (*Store)(nil)
+	_ onboard.FlowLister       = (*Store)(nil)
 )
 
 // New returns an empty Store.
@@ -116,7 +117,9 @@ func (s *Store) CreateFlow(ctx context.Context, f onboard.Flow) error {
 	if _, dup := s.flows[f.ID]; dup {
 		return fmt.Errorf("memstore: flow %q exists", f.ID)
 	}
-	if len(s.flows) >= s.opt.MaxFlows || now.Sub(s.lastSweep) > time.Minute {
+	// Sweep once a minute, and at capacity at most once a second: a flood
+	// of starts must not pay a full sweep each.
+	if since := now.Sub(s.lastSweep); since > time.Minute || (len(s.flows) >= s.opt.MaxFlows && since > time.Second) {
 		s.sweep(now)
 	}
 	if len(s.flows) >= s.opt.MaxFlows {
@@ -162,6 +165,15 @@ func (s *Store) Flow(ctx context.Context, id string) (onboard.Flow, bool, error)
 
 // CompleteFlow moves a pending flow to done and saves c, atomically.
 func (s *Store) CompleteFlow(ctx context.Context, flowID string, c onboard.Connection) error {
+	return s.complete(ctx, flowID, c, true)
+}
+
+// ResolveFlow is CompleteFlow for expired pending flows too.
+func (s *Store) ResolveFlow(ctx context.Context, flowID string, c onboard.Connection) error {
+	return s.complete(ctx, flowID, c, false)
+}
+
+func (s *Store) complete(ctx context.Context, flowID string, c onboard.Connection, unexpired bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -173,7 +185,7 @@ func (s *Store) CompleteFlow(ctx context.Context, flowID string, c onboard.Conne
 		return onboard.ErrUnknownFlow
 	case f.State != onboard.FlowPending:
 		return onboard.ErrFlowUsed
-	case f.Expired(s.opt.Now()):
+	case unexpired && f.Expired(s.opt.Now()):
 		return onboard.ErrFlowExpired
 	}
 	f.State, f.Outcome = onboard.FlowDone, c.State
@@ -185,6 +197,27 @@ func (s *Store) CompleteFlow(ctx context.Context, flowID string, c onboard.Conne
 		delete(p, flowID)
 	}
 	return nil
+}
+
+// PendingFlows returns pending flows created before createdBefore,
+// oldest first.
+func (s *Store) PendingFlows(ctx context.Context, createdBefore time.Time, limit int) ([]onboard.Flow, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	var out []onboard.Flow
+	for _, f := range s.flows {
+		if f.State == onboard.FlowPending && f.CreatedAt.Before(createdBefore) {
+			out = append(out, copyFlow(f))
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b onboard.Flow) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
 }
 
 // save upserts c. Called with s.mu held.

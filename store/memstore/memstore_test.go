@@ -3,6 +3,8 @@ package memstore_test
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -57,4 +59,41 @@ func TestCapsAndSweep(t *testing.T) {
 	}
 	require.True(t, capped, "the total cap must refuse flows once 100 live ones are held")
 	require.Equal(t, 100, s.Len())
+}
+
+// TestMemoryBounded starts half a million flows that never return, each
+// of another owner, as a flood of abandoned starts would: the store keeps
+// at most MaxFlows of them, and the heap stays bounded.
+func TestMemoryBounded(t *testing.T) {
+	const starts = 500_000
+	ctx := context.Background()
+	s := memstore.New(memstore.Options{}) // defaults: 100,000 flows
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	now := time.Now()
+	refused := 0
+	for i := range starts {
+		f := onboard.Flow{ID: storetest.ID(), Owner: onboard.Owner{Tenant: "tenant-" + strconv.Itoa(i%1000), User: "user-" + strconv.Itoa(i)},
+			Provider: "cdata", Source: "Salesforce", ReturnURL: "https://app.example.com/connect/cdata/return/" + strconv.Itoa(i),
+			Data:      map[string]string{"sub": "2f6ac2c4-6a64-4c2c-9d0b-6b2d5b9e0f3e", "externalId": "onboard-AAAAAAAAAAAAAAAAAAAAAAAA"},
+			CreatedAt: now, ExpiresAt: now.Add(30 * time.Minute)}
+		if err := s.CreateFlow(ctx, f); errors.Is(err, onboard.ErrTooManyFlows) {
+			refused++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	grown := heap() - before
+	require.Equal(t, memstore.DefaultMaxFlows, s.Len())
+	require.Equal(t, starts-memstore.DefaultMaxFlows, refused)
+	perFlow := grown / uint64(s.Len())
+	t.Logf("%d starts, %d kept, %d refused: heap grew %.1f MiB, %d bytes per flow", starts, s.Len(), refused,
+		float64(grown)/(1<<20), perFlow)
+	require.Less(t, grown, uint64(256<<20), "memory stays bounded")
+	runtime.KeepAlive(s)
 }

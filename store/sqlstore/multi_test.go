@@ -127,7 +127,12 @@ func TestManyInstances(t *testing.T) {
 			}
 			close(start)
 			wg.Wait()
-			require.ElementsMatch(t, []int{http.StatusSeeOther, http.StatusConflict}, codes, "round %d", round)
+			// One return completes the flow; the other, in the same browser
+			// session, is refused (409) or shown the same result (303).
+			require.Contains(t, codes, http.StatusSeeOther, "round %d", round)
+			for _, code := range codes {
+				require.Contains(t, []int{http.StatusSeeOther, http.StatusConflict}, code, "round %d", round)
+			}
 			require.Len(t, a.Connections(tenant), 1)
 		}
 	})

@@ -77,6 +77,7 @@ type Store struct {
 var (
 	_ onboard.Store            = (*Store)(nil)
 	_ onboard.ConnectionFinder = (*Store)(nil)
+	_ onboard.FlowLister       = (*Store)(nil)
 )
 
 //go:embed migrations/*.sql
@@ -229,6 +230,7 @@ func (s *Store) migrate(ctx context.Context, tx *sql.Tx, table string, m Migrati
 type queries struct {
 	dialect                                            Dialect
 	insertFlow, selectFlow, countPending, completeFlow string
+	resolveFlow, pendingFlows                          string
 	upsertConn, selectConn, findConn, listConns        string
 	deleteConn, cleanup                                string
 }
@@ -243,6 +245,9 @@ func newQueries(d Dialect, p string) queries {
 	q.countPending = q.rebind("SELECT COUNT(*) FROM " + p + "flows WHERE tenant = ? AND user_id = ? AND state = 'pending' AND expires_at > ?")
 	q.completeFlow = q.rebind("UPDATE " + p + "flows SET state = 'done', outcome = ?, connection_id = CASE WHEN ? = '' THEN connection_id ELSE ? END" +
 		" WHERE id = ? AND state = 'pending' AND expires_at > ?")
+	q.resolveFlow = q.rebind("UPDATE " + p + "flows SET state = 'done', outcome = ?, connection_id = CASE WHEN ? = '' THEN connection_id ELSE ? END" +
+		" WHERE id = ? AND state = 'pending'")
+	q.pendingFlows = q.rebind("SELECT " + flowCols + " FROM " + p + "flows WHERE state = 'pending' AND created_at < ? ORDER BY created_at LIMIT ?")
 	q.upsertConn = q.rebind("INSERT INTO " + p + "connections (" + connCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" +
 		" ON CONFLICT (provider, id) DO UPDATE SET tenant = excluded.tenant, user_id = excluded.user_id, name = excluded.name," +
 		" source = excluded.source, state = excluded.state, message = excluded.message, flow_id = excluded.flow_id, updated_at = excluded.updated_at")
@@ -355,12 +360,21 @@ func (s *Store) Flow(ctx context.Context, id string) (onboard.Flow, bool, error)
 // transaction whose first statement is the conditional UPDATE: the first
 // transaction to run it wins, and the others find the flow done.
 func (s *Store) CompleteFlow(ctx context.Context, flowID string, c onboard.Connection) error {
+	return s.complete(ctx, s.q.completeFlow, flowID, c, micros(s.opt.Now()))
+}
+
+// ResolveFlow is CompleteFlow for expired pending flows too.
+func (s *Store) ResolveFlow(ctx context.Context, flowID string, c onboard.Connection) error {
+	return s.complete(ctx, s.q.resolveFlow, flowID, c)
+}
+
+func (s *Store) complete(ctx context.Context, update, flowID string, c onboard.Connection, extra ...any) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, s.q.completeFlow, string(c.State), c.ID, c.ID, flowID, micros(s.opt.Now()))
+	res, err := tx.ExecContext(ctx, update, append([]any{string(c.State), c.ID, c.ID, flowID}, extra...)...)
 	if err != nil {
 		return fmt.Errorf("sqlstore: complete flow: %w", err)
 	}
@@ -390,6 +404,34 @@ func (s *Store) CompleteFlow(ctx context.Context, flowID string, c onboard.Conne
 		return fmt.Errorf("sqlstore: commit: %w", err)
 	}
 	return nil
+}
+
+// PendingFlows returns pending flows created before createdBefore,
+// oldest first.
+func (s *Store) PendingFlows(ctx context.Context, createdBefore time.Time, limit int) ([]onboard.Flow, error) {
+	rows, err := s.db.QueryContext(ctx, s.q.pendingFlows, micros(createdBefore), limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: pending flows: %w", err)
+	}
+	out, err := collect(rows, scanFlow)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: pending flows: %w", err)
+	}
+	return out, nil
+}
+
+// collect scans every row and closes rows.
+func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
 
 type execer interface {
@@ -450,16 +492,8 @@ func (s *Store) Connections(ctx context.Context, tenant string) ([]onboard.Conne
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: connections: %w", err)
 	}
-	defer rows.Close()
-	var out []onboard.Connection
-	for rows.Next() {
-		c, err := scanConn(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: connections: %w", err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collect(rows, scanConn)
+	if err != nil {
 		return nil, fmt.Errorf("sqlstore: connections: %w", err)
 	}
 	return out, nil

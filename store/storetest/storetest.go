@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) onboard.Store) {
 		{"DeleteConnection", testDelete},
 		{"CanceledContext", testCanceled},
 		{"FindConnection", testFind},
+		{"PendingFlowsAndResolve", testPending},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -304,4 +305,66 @@ func testFind(t *testing.T, s onboard.Store) {
 	_, found, err = finder.FindConnection(ctx, "other-provider", c.ID)
 	require.NoError(t, err)
 	require.False(t, found, "connections are keyed by provider and id")
+}
+
+// testPending runs for stores that are onboard.FlowLister.
+func testPending(t *testing.T, s onboard.Store) {
+	lister, ok := s.(onboard.FlowLister)
+	if !ok {
+		t.Skip("the store is not an onboard.FlowLister")
+	}
+	ctx := context.Background()
+	base := time.Now().Add(-time.Hour)
+	owner := newOwner()
+	var ids []string
+	for i := range 4 {
+		f := newFlow(owner, time.Hour)
+		f.CreatedAt = base.Add(time.Duration(i) * time.Minute)
+		if i == 0 {
+			f.ExpiresAt = time.Now().Add(-time.Second) // expired, still pending
+		}
+		require.NoError(t, s.CreateFlow(ctx, f))
+		ids = append(ids, f.ID)
+	}
+	require.NoError(t, s.CompleteFlow(ctx, ids[1], newConn(owner, ids[1], onboard.Connected)))
+
+	got, err := lister.PendingFlows(ctx, base.Add(150*time.Second), 10)
+	require.NoError(t, err)
+	var gotIDs []string
+	for _, f := range got {
+		if f.Owner == owner {
+			gotIDs = append(gotIDs, f.ID)
+		}
+	}
+	require.Equal(t, []string{ids[0], ids[2]}, gotIDs, "pending, created before the cut, oldest first, expired included")
+	limited, err := lister.PendingFlows(ctx, time.Now(), 1)
+	require.NoError(t, err)
+	require.Len(t, limited, 1)
+
+	// The expired flow can be resolved (not completed), exactly once.
+	c := newConn(owner, ids[0], onboard.Connected)
+	require.ErrorIs(t, s.CompleteFlow(ctx, ids[0], c), onboard.ErrFlowExpired)
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = lister.ResolveFlow(ctx, ids[0], c) }()
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		if err == nil {
+			won++
+		} else {
+			require.ErrorIs(t, err, onboard.ErrFlowUsed)
+		}
+	}
+	require.Equal(t, 1, won)
+	f, _, err := s.Flow(ctx, ids[0])
+	require.NoError(t, err)
+	require.Equal(t, onboard.FlowDone, f.State)
+	_, found, err := s.Connection(ctx, owner.Tenant, c.Provider, c.ID)
+	require.NoError(t, err)
+	require.True(t, found)
+	require.ErrorIs(t, lister.ResolveFlow(ctx, ID(), c), onboard.ErrUnknownFlow)
 }
