@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 )
@@ -54,7 +55,7 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	if !bound {
 		if f.State == FlowDone {
-			o.fail(w, r, ErrFlowUsed, "flow", id) // a replay
+			o.fail(w, r, ErrFlowUsed, "flow", id) // a replay from elsewhere
 			return
 		}
 		o.fail(w, r, ErrSessionMismatch, "flow", id)
@@ -70,8 +71,12 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f.State == FlowDone {
-		// The reconciler settled the flow while the user was still on the
-		// provider's page: show its result, once.
+		if f.Expired(o.cfg.Now()) {
+			o.fail(w, r, ErrFlowUsed, "flow", id)
+			return
+		}
+		// A reload, or the reconciler settled the flow while the user was
+		// still on the provider's page: show the stored result again.
 		o.showAgain(w, r, f)
 		return
 	}
@@ -90,17 +95,21 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 		o.fail(w, r, asKind(err, ErrStore), "flow", id, "connection", c.ID)
 		return
 	}
-	o.release(ctx, f.ID)
-	o.log.InfoContext(ctx, "onboard: flow completed", "flow", f.ID, "provider", f.Provider,
-		"tenant", f.Owner.Tenant, "connection", c.ID, "state", c.State)
+	// The binding stays until the flow expires: a reload in this session
+	// is shown the same result (showAgain) and stores nothing, and keeping
+	// it saves a session write on every return.
+	if o.log.Enabled(ctx, slog.LevelInfo) {
+		o.log.InfoContext(ctx, "onboard: flow completed", "flow", f.ID, "provider", f.Provider,
+			"tenant", f.Owner.Tenant, "connection", c.ID, "state", c.State)
+	}
 	o.cfg.Hooks.fire(ctx, c)
 	w.Header().Set("Cache-Control", "no-store")
 	o.cfg.Result.ServeHTTP(w, r.WithContext(WithResult(ctx, c)))
 }
 
-// showAgain answers a return of a flow that is already done but still
-// bound to this session (the reconciler completed it) with its result,
-// and releases the binding so that the next return is a replay.
+// showAgain answers a return of a flow that is already done, in the
+// session that started it and by its owner, with the stored result. It
+// stores nothing and fires no hook.
 func (o *Onboarder) showAgain(w http.ResponseWriter, r *http.Request, f Flow) {
 	ctx := r.Context()
 	c := Connection{Provider: f.Provider, Owner: f.Owner, State: f.Outcome, FlowID: f.ID, Source: f.Source, Name: f.Name}
@@ -114,7 +123,6 @@ func (o *Onboarder) showAgain(w http.ResponseWriter, r *http.Request, f Flow) {
 			c = stored
 		}
 	}
-	o.release(ctx, f.ID)
 	w.Header().Set("Cache-Control", "no-store")
 	o.cfg.Result.ServeHTTP(w, r.WithContext(WithResult(ctx, c)))
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -189,8 +190,10 @@ func (o *Onboarder) start(w http.ResponseWriter, r *http.Request) {
 		o.fail(w, r, asKind(err, ErrStore), "flow", f.ID)
 		return
 	}
-	o.log.InfoContext(ctx, "onboard: flow started", "flow", f.ID, "provider", f.Provider,
-		"tenant", owner.Tenant, "user", owner.User, "reconnect", f.Reconnect)
+	if o.log.Enabled(ctx, slog.LevelInfo) {
+		o.log.InfoContext(ctx, "onboard: flow started", "flow", f.ID, "provider", f.Provider,
+			"tenant", owner.Tenant, "user", owner.User, "reconnect", f.Reconnect)
+	}
 	code := http.StatusFound
 	if r.Method == http.MethodPost {
 		code = http.StatusSeeOther
@@ -265,18 +268,39 @@ func (o *Onboarder) defaultResult(w http.ResponseWriter, r *http.Request) {
 	if target == "" {
 		target = o.cfg.DonePath
 	}
-	u, err := url.Parse(target)
-	if err != nil {
-		u = &url.URL{Path: "/"}
+	http.Redirect(w, r, ResultURL(target, c), http.StatusSeeOther)
+}
+
+// ResultURL returns target (a same-origin path) with the outcome of c
+// added to its query: onboard_connection (when c has an id),
+// onboard_provider and onboard_status, in that order. A fragment stays
+// last.
+func ResultURL(target string, c Connection) string {
+	frag := ""
+	if i := strings.IndexByte(target, '#'); i >= 0 {
+		target, frag = target[:i], target[i:]
 	}
-	q := u.Query()
-	q.Set("onboard_status", string(c.State))
-	q.Set("onboard_provider", c.Provider)
+	var b strings.Builder
+	b.Grow(len(target) + len(frag) + len(c.ID) + len(c.Provider) + 80)
+	b.WriteString(target)
+	sep := byte('?')
+	if strings.IndexByte(target, '?') >= 0 {
+		sep = '&'
+	}
+	add := func(k, v string) {
+		b.WriteByte(sep)
+		sep = '&'
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(v))
+	}
 	if c.ID != "" {
-		q.Set("onboard_connection", c.ID)
+		add("onboard_connection", c.ID)
 	}
-	u.RawQuery = q.Encode()
-	http.Redirect(w, r, u.String(), http.StatusSeeOther)
+	add("onboard_provider", c.Provider)
+	add("onboard_status", string(c.State))
+	b.WriteString(frag)
+	return b.String()
 }
 
 var errorPage = template.Must(template.New("error").Parse(`<!doctype html>

@@ -182,14 +182,34 @@ func TestRefusedReturns(t *testing.T) {
 }
 
 func TestReplay(t *testing.T) {
-	e := newEnv(t)
+	hooks := 0
+	e := newEnv(t, func(c *onboard.Config) {
+		c.Hooks.Connected = func(context.Context, onboard.Connection) { hooks++ }
+	})
 	b := e.browser("alice", "acme")
 	back := b.finish(b.start(""), onboard.Connected)
-	require.Equal(t, http.StatusSeeOther, b.get(back).Code)
-	res := b.get(back)
+	first := b.get(back)
+	require.Equal(t, http.StatusSeeOther, first.Code)
+
+	// A reload in the session that completed the flow is shown the same
+	// result, and stores nothing.
+	again := b.get(back)
+	require.Equal(t, http.StatusSeeOther, again.Code)
+	require.Equal(t, first.Location, again.Location)
+	require.Len(t, e.connections("acme"), 1)
+	require.Equal(t, 1, hooks, "no second hook call")
+
+	// A replay from anywhere else is refused.
+	res := e.browser("alice", "acme").get(back)
 	require.Equal(t, http.StatusConflict, res.Code)
 	require.Contains(t, res.Body, "already completed")
+	res = e.browser("mallory", "evil").get(back)
+	require.Equal(t, http.StatusConflict, res.Code)
+	// So is one in the same session once the flow's lifetime is over.
+	e.clock.Add(onboard.DefaultFlowTTL + time.Second)
+	require.Equal(t, http.StatusConflict, b.get(back).Code)
 	require.Len(t, e.connections("acme"), 1)
+	require.Equal(t, 1, hooks)
 }
 
 func TestExpiredFlowOffersRestart(t *testing.T) {
@@ -272,7 +292,7 @@ func TestReconcilerSettlesFlowsWhoseBrowserNeverCameBack(t *testing.T) {
 	res := b.get(back)
 	require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
 	require.Contains(t, res.Location, "onboard_status=connected")
-	require.Equal(t, http.StatusConflict, b.get(back).Code)
+	require.Equal(t, http.StatusConflict, e.browser("alice", "acme").get(back).Code, "a replay from elsewhere")
 	require.Len(t, hooked, 1, "no second hook call")
 
 	// Past expiry, the unfinished flows are abandoned.
@@ -537,4 +557,21 @@ func TestRequestSizeLimits(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, b.get(e.URL()+"/connect/fake/start?pad="+strings.Repeat("x", 9<<10)).Code, "query over 8 KiB")
 	begins, _ := e.fake.Calls()
 	require.Equal(t, 1, begins)
+}
+
+func TestResultURL(t *testing.T) {
+	c := onboard.Connection{Provider: "cdata", ID: "a b&c", State: onboard.Connected}
+	for _, tt := range []struct{ target, want string }{
+		{"/", "/?onboard_connection=a+b%26c&onboard_provider=cdata&onboard_status=connected"},
+		{"/s?tab=data", "/s?tab=data&onboard_connection=a+b%26c&onboard_provider=cdata&onboard_status=connected"},
+		{"/s#top", "/s?onboard_connection=a+b%26c&onboard_provider=cdata&onboard_status=connected#top"},
+	} {
+		got := onboard.ResultURL(tt.target, c)
+		require.Equal(t, tt.want, got)
+		u, err := url.Parse(got)
+		require.NoError(t, err)
+		require.Equal(t, "a b&c", u.Query().Get("onboard_connection"))
+	}
+	require.Equal(t, "/?onboard_provider=fivetran&onboard_status=abandoned",
+		onboard.ResultURL("/", onboard.Connection{Provider: "fivetran", State: onboard.Abandoned}))
 }

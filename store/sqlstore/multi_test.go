@@ -100,7 +100,13 @@ func TestManyInstances(t *testing.T) {
 
 		t.Run("replay on A is refused", func(t *testing.T) {
 			replay := a.URL() + back[len(b.URL()):]
-			require.Equal(t, http.StatusConflict, browser.Get(replay).Code)
+			// From another browser (even of the same user): refused.
+			require.Equal(t, http.StatusConflict, a.Browser("alice", "acme").Get(replay).Code)
+			// A reload in the browser that finished it: the same result
+			// again, nothing stored.
+			res := browser.Get(replay)
+			require.Equal(t, http.StatusSeeOther, res.Code)
+			require.Contains(t, res.Location, "onboard_status=connected")
 			require.Len(t, b.Connections("acme"), 1)
 		})
 	})
