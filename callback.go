@@ -14,11 +14,13 @@ import (
 //	GET {prefix}/{provider}/return/{flow}?...
 //
 // It refuses, in this order: a malformed flow id or query, an unknown
-// flow or one of another provider, a completed flow, a flow bound to
-// another browser session, a flow of another owner, an expired flow, and
-// a result the provider's API does not confirm. Then it completes the flow
-// and saves the connection in one atomic step of the store: of two
-// concurrent returns, exactly one stores a connection.
+// flow or one of another provider, a flow bound to another browser
+// session (a completed one there is a replay: 409), a flow of another
+// owner, an expired flow, and a result the provider's API does not
+// confirm. A completed flow returned to in the session that started it
+// is shown its result again. Otherwise it completes the flow and saves
+// the connection in one atomic step of the store: of concurrent returns,
+// exactly one stores a connection.
 func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	provider := r.PathValue("provider")

@@ -40,6 +40,8 @@ type Options struct {
 	Config func(*onboard.Config)
 	// Logger defaults to a discarding logger.
 	Logger *slog.Logger
+	// Wrap, when set, wraps the onboard handler (to time it, say).
+	Wrap func(http.Handler) http.Handler
 }
 
 // App is the running app.
@@ -100,7 +102,11 @@ func New(t testing.TB, opt Options) *App {
 	}
 	a.Onboarder, err = onboard.New(cfg)
 	require.NoError(t, err)
-	a.Server.Config.Handler = a.Sessions.LoadAndSave(a.Mux(a.Onboarder.Handler()))
+	ob := a.Onboarder.Handler()
+	if opt.Wrap != nil {
+		ob = opt.Wrap(ob)
+	}
+	a.Server.Config.Handler = a.Sessions.LoadAndSave(a.Mux(ob))
 	a.Server.Start()
 	t.Cleanup(a.Server.Close)
 	return a
