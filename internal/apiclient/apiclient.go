@@ -49,7 +49,10 @@ type Error struct {
 	Err error
 }
 
+// Error returns the operation and the cause.
 func (e *Error) Error() string { return e.Op + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
 // ErrMalformed is a 2xx answer whose body is not the JSON expected.

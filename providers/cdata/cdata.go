@@ -206,6 +206,7 @@ type APIError struct {
 	retry   time.Duration
 }
 
+// Error returns the status and the API's message.
 func (e *APIError) Error() string {
 	msg := e.Message
 	if msg == "" {

@@ -153,6 +153,7 @@ type APIError struct {
 	retry   time.Duration
 }
 
+// Error returns the status and the API's message.
 func (e *APIError) Error() string {
 	return fmt.Sprintf("fivetran: %d %s: %s", e.Status, e.Code, e.Message)
 }
