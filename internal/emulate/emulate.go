@@ -85,13 +85,6 @@ func (a *API) Requests() []Request {
 	return append([]Request(nil), a.reqs...)
 }
 
-// Pending returns how many queued faults are left.
-func (a *API) Pending() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.faults)
-}
-
 // Wrap records each request, then applies the next fault, if any, or
 // hands the request to h.
 func (a *API) Wrap(h http.Handler) http.Handler {
