@@ -305,6 +305,7 @@ type Config struct {
 type Onboarder struct {
 	cfg       Config
 	base      *url.URL
+	baseURL   string // base, as a string
 	providers map[string]Provider
 	log       *slog.Logger
 }
@@ -379,7 +380,7 @@ func New(cfg Config) (*Onboarder, error) {
 			}
 		}
 	}
-	o := &Onboarder{cfg: cfg, base: base, providers: providers, log: cfg.Logger}
+	o := &Onboarder{cfg: cfg, base: base, baseURL: base.String(), providers: providers, log: cfg.Logger}
 	if o.cfg.Result == nil {
 		o.cfg.Result = http.HandlerFunc(o.defaultResult)
 	}
@@ -456,10 +457,10 @@ func (o *Onboarder) DeleteConnection(ctx context.Context, owner Owner, provider,
 	return nil
 }
 
+// returnURL is the URL the provider sends the browser back to. Provider
+// names and flow ids need no escaping.
 func (o *Onboarder) returnURL(provider, flowID string) string {
-	u := *o.base
-	u.Path = o.base.Path + "/" + provider + "/return/" + flowID
-	return u.String()
+	return o.baseURL + "/" + provider + "/return/" + flowID
 }
 
 // Sentinel errors. Every refusal of the handlers wraps one of them; test

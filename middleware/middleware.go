@@ -5,11 +5,12 @@
 package middleware
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,16 +20,16 @@ import (
 	"github.com/onboardkit/onboard"
 )
 
-// keyPrefix prefixes the session keys SCS writes. It writes no other key
-// and never renews, clears or destroys the session: the app's own session
+// sessionKey is the one session key SCS writes: the session's bound flows
+// as "id expiry" pairs separated by commas. It writes no other key and
+// never renews, clears or destroys the session: the app's own session
 // data stays as it is.
-const keyPrefix = "onboard.flow."
+const sessionKey = "onboard.flows"
 
 // DefaultMaxBound is how many flows one session may have bound at once.
 const DefaultMaxBound = 16
 
-// SCS implements [onboard.Sessions] over an scs session manager. Each
-// bound flow is one session key holding its expiry time.
+// SCS implements [onboard.Sessions] over an scs session manager.
 type SCS struct {
 	sm       *scs.SessionManager
 	maxBound int
@@ -50,73 +51,99 @@ func NewSCS(sm *scs.SessionManager) (*SCS, error) {
 	return &SCS{sm: sm, maxBound: DefaultMaxBound, now: time.Now}, nil
 }
 
-// loaded reports whether ctx carries a session of s.sm. scs panics when
-// a request reaches it without its LoadAndSave middleware; that panic is
-// turned here into [onboard.ErrNoSession].
-func (s *SCS) loaded(ctx context.Context) (ok bool) {
+var errNoSession = fmt.Errorf("%w: wrap the handler in the scs session manager's LoadAndSave", onboard.ErrNoSession)
+
+// read returns the session's bindings. scs panics when a request reaches
+// it without its LoadAndSave middleware; that panic is turned here into
+// onboard.ErrNoSession.
+func (s *SCS) read(ctx context.Context) (v string, err error) {
 	defer func() {
 		if recover() != nil {
-			ok = false
+			err = errNoSession
 		}
 	}()
-	s.sm.Status(ctx)
-	return true
+	return s.sm.GetString(ctx, sessionKey), nil
 }
 
-var errNoSession = fmt.Errorf("%w: wrap the handler in the scs session manager's LoadAndSave", onboard.ErrNoSession)
+type binding struct {
+	id  string
+	exp int64
+}
+
+// parse reads "id exp,id exp", skipping malformed and expired entries.
+func parse(v string, now int64) []binding {
+	var out []binding
+	for v != "" {
+		var item string
+		item, v, _ = strings.Cut(v, ",")
+		id, exp, ok := strings.Cut(item, " ")
+		if !ok {
+			continue
+		}
+		if e, err := strconv.ParseInt(exp, 10, 64); err == nil && e > now {
+			out = append(out, binding{id, e})
+		}
+	}
+	return out
+}
+
+func (s *SCS) write(ctx context.Context, bs []binding) {
+	if len(bs) == 0 {
+		s.sm.Remove(ctx, sessionKey)
+		return
+	}
+	var b strings.Builder
+	for i, x := range bs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(x.id)
+		b.WriteByte(' ')
+		b.WriteString(strconv.FormatInt(x.exp, 10))
+	}
+	s.sm.Put(ctx, sessionKey, b.String())
+}
 
 // Bind records the flow in the session, dropping expired bindings and,
 // past the limit, the oldest ones.
 func (s *SCS) Bind(ctx context.Context, flowID string, expires time.Time) error {
-	if !s.loaded(ctx) {
-		return errNoSession
+	v, err := s.read(ctx)
+	if err != nil {
+		return err
 	}
-	type bound struct {
-		key string
-		exp int64
+	bs := parse(v, s.now().Unix())
+	if len(bs) >= s.maxBound {
+		slices.SortFunc(bs, func(a, b binding) int { return cmp.Compare(a.exp, b.exp) })
+		bs = bs[len(bs)-s.maxBound+1:]
 	}
-	var live []bound
-	now := s.now().Unix()
-	for _, k := range s.sm.Keys(ctx) {
-		if !strings.HasPrefix(k, keyPrefix) {
-			continue
-		}
-		exp, err := strconv.ParseInt(s.sm.GetString(ctx, k), 10, 64)
-		if err != nil || exp <= now {
-			s.sm.Remove(ctx, k)
-			continue
-		}
-		live = append(live, bound{k, exp})
-	}
-	if len(live) >= s.maxBound {
-		sort.Slice(live, func(i, j int) bool { return live[i].exp < live[j].exp })
-		for _, b := range live[:len(live)-s.maxBound+1] {
-			s.sm.Remove(ctx, b.key)
-		}
-	}
-	s.sm.Put(ctx, keyPrefix+flowID, strconv.FormatInt(expires.Unix(), 10))
+	s.write(ctx, append(bs, binding{flowID, expires.Unix()}))
 	return nil
 }
 
 // Bound reports whether the session holds an unexpired binding of the
 // flow.
 func (s *SCS) Bound(ctx context.Context, flowID string) (bool, error) {
-	if !s.loaded(ctx) {
-		return false, errNoSession
-	}
-	exp, err := strconv.ParseInt(s.sm.GetString(ctx, keyPrefix+flowID), 10, 64)
+	v, err := s.read(ctx)
 	if err != nil {
+		return false, err
+	}
+	i := strings.Index(v, flowID+" ")
+	if i < 0 || (i > 0 && v[i-1] != ',') {
 		return false, nil
 	}
-	return exp > s.now().Unix(), nil
+	exp, _, _ := strings.Cut(v[i+len(flowID)+1:], ",")
+	e, err := strconv.ParseInt(exp, 10, 64)
+	return err == nil && e > s.now().Unix(), nil
 }
 
 // Release removes the flow's binding from the session.
 func (s *SCS) Release(ctx context.Context, flowID string) error {
-	if !s.loaded(ctx) {
-		return errNoSession
+	v, err := s.read(ctx)
+	if err != nil {
+		return err
 	}
-	s.sm.Remove(ctx, keyPrefix+flowID)
+	bs := parse(v, s.now().Unix())
+	s.write(ctx, slices.DeleteFunc(bs, func(b binding) bool { return b.id == flowID }))
 	return nil
 }
 

@@ -64,11 +64,25 @@ func TestBindingsAreBounded(t *testing.T) {
 	for i := range 50 {
 		require.NoError(t, s.Bind(ctx, fmt.Sprint("f", i), now.Add(time.Hour+time.Duration(i)*time.Second)))
 	}
-	require.Len(t, sm.Keys(ctx), middleware.DefaultMaxBound+1, "16 bindings plus the app's key")
+	require.Len(t, sm.Keys(ctx), 2, "one key for all bindings, and the app's own")
+	bound := 0
+	for i := range 50 {
+		if ok, _ := s.Bound(ctx, fmt.Sprint("f", i)); ok {
+			bound++
+		}
+	}
+	require.Equal(t, middleware.DefaultMaxBound, bound)
 	ok, _ := s.Bound(ctx, "f49")
 	require.True(t, ok, "the newest binding is kept")
 	ok, _ = s.Bound(ctx, "f0")
 	require.False(t, ok, "the oldest bindings are dropped")
+	ok, _ = s.Bound(ctx, "9")
+	require.False(t, ok, "a suffix of a bound id is not bound")
+	require.NoError(t, s.Release(ctx, "f49"))
+	ok, _ = s.Bound(ctx, "f49")
+	require.False(t, ok)
+	ok, _ = s.Bound(ctx, "f48")
+	require.True(t, ok, "releasing one keeps the others")
 }
 
 func TestNoSessionIsAnErrorNotAPanic(t *testing.T) {

@@ -118,7 +118,7 @@ func (p *Provider) Begin(ctx context.Context, f *onboard.Flow) (string, error) {
 	if base == "" {
 		base = "https://fake.invalid"
 	}
-	return base + "/hosted?" + url.Values{"flow": {f.ID}}.Encode(), nil
+	return base + "/hosted?flow=" + url.QueryEscape(f.ID), nil
 }
 
 // Finish plays the user on the hosted page: it records the outcome of the
