@@ -26,7 +26,7 @@ import (
 // read, a constant-time compare and a redirect). Both run behind the same
 // scs middleware with its in-memory store, through httptest recorders.
 //
-//	go test -run '^$' -bench 'Start|Return' -benchmem -count 5 .
+//	go test -run '^$' -bench 'Start|Return' -benchmem -count 10 .
 
 func sessionManager() *scs.SessionManager {
 	sm := scs.New()
