@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,31 +96,23 @@ func TestLoadToolkit(t *testing.T) {
 			p := fake.New("fake")
 			p.URL = apptest.Serve(t, p)
 			app := apptest.New(t, apptest.Options{Providers: []onboard.Provider{p}, Store: store, Wrap: tm.wrap})
-			var next, failed atomic.Int64
 			began := time.Now()
-			var wg sync.WaitGroup
-			for range workers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						i := int(next.Add(1)) - 1
-						if i >= flows {
-							return
-						}
-						b := app.Browser(fmt.Sprint("user-", i), fmt.Sprint("tenant-", i%tenants))
-						b.Client.CheckRedirect = nil // follow start -> hosted page -> return -> done
-						res, err := b.Client.Get(app.URL() + "/connect/fake/start?source=Salesforce")
-						if err != nil || res.StatusCode != http.StatusOK || !strings.Contains(res.Request.URL.RawQuery, "onboard_status=connected") {
-							failed.Add(1)
-						}
-						if err == nil {
-							res.Body.Close()
-						}
-					}
-				}()
+			failed, first := apptest.Concurrently(flows, workers, func(i int) error {
+				b := app.Browser(fmt.Sprint("user-", i), fmt.Sprint("tenant-", i%tenants))
+				b.Client.CheckRedirect = nil // follow start -> hosted page -> return -> done
+				res, err := b.Client.Get(app.URL() + "/connect/fake/start?source=Salesforce")
+				if err != nil {
+					return err
+				}
+				res.Body.Close()
+				if res.StatusCode != http.StatusOK || !strings.Contains(res.Request.URL.RawQuery, "onboard_status=connected") {
+					return fmt.Errorf("flow %d ended at %s with %d", i, res.Request.URL, res.StatusCode)
+				}
+				return nil
+			})
+			if first != nil {
+				t.Errorf("first failure: %v", first)
 			}
-			wg.Wait()
 			elapsed := time.Since(began)
 			stored := 0
 			for i := range tenants {
@@ -129,8 +120,8 @@ func TestLoadToolkit(t *testing.T) {
 			}
 			t.Logf("%s: %d complete flows, %d browsers: %.0f flows/s; onboard's own time: start p50 %s p99 %s, return p50 %s p99 %s; stored %d, failed %d",
 				name, flows, workers, float64(flows)/elapsed.Seconds(), pct(tm.start, 50), pct(tm.start, 99),
-				pct(tm.back, 50), pct(tm.back, 99), stored, failed.Load())
-			if failed.Load() != 0 || stored != flows {
+				pct(tm.back, 50), pct(tm.back, 99), stored, failed)
+			if failed != 0 || stored != flows {
 				t.Fatalf("want %d connections and no failures", flows)
 			}
 		})

@@ -13,6 +13,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -180,4 +181,37 @@ func ParseRetryAfter(h http.Header, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return 0
+}
+
+// BaseURL returns base, or def when base is empty, without a trailing
+// slash; an error names the provider when it is not an absolute http(s)
+// URL.
+func BaseURL(provider, base, def string) (string, error) {
+	if base == "" {
+		base = def
+	}
+	if u, err := url.Parse(base); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "", fmt.Errorf("%s: BaseURL %q is not an absolute http(s) URL", provider, base)
+	}
+	return strings.TrimSuffix(base, "/"), nil
+}
+
+// RetryCount maps a configured retry count: 0 is the default 2, a
+// negative count is none.
+func RetryCount(n int) int {
+	switch {
+	case n == 0:
+		return 2
+	case n < 0:
+		return 0
+	}
+	return n
+}
+
+// HTTPClient returns c, or a client with timeout when c is nil.
+func HTTPClient(c *http.Client, timeout time.Duration) *http.Client {
+	if c == nil {
+		return &http.Client{Timeout: timeout}
+	}
+	return c
 }

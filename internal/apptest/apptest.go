@@ -262,3 +262,35 @@ var RSAKey = sync.OnceValue(func() *rsa.PrivateKey {
 	}
 	return k
 })
+
+// Concurrently calls fn(i) for every i below n from workers goroutines
+// and returns how many calls failed and the first failure.
+func Concurrently(n, workers int, fn func(i int) error) (failed int, first error) {
+	var mu sync.Mutex
+	next := 0
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if failed++; failed == 1 {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return failed, first
+}

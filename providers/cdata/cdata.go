@@ -126,12 +126,11 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.Name == "" {
 		cfg.Name = "cdata"
 	}
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
+	base, err := apiclient.BaseURL("cdata", cfg.BaseURL, DefaultBaseURL)
+	if err != nil {
+		return nil, err
 	}
-	if u, err := url.Parse(cfg.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("cdata: BaseURL %q is not an absolute http(s) URL", cfg.BaseURL)
-	}
+	cfg.BaseURL = base
 	if cfg.AccountID == "" {
 		return nil, errors.New("cdata: AccountID (the parent account id) is empty")
 	}
@@ -142,14 +141,8 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.TokenLifetime <= 0 {
 		cfg.TokenLifetime = DefaultTokenLifetime
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: DefaultTimeout}
-	}
-	if cfg.Retries == 0 {
-		cfg.Retries = 2
-	} else if cfg.Retries < 0 {
-		cfg.Retries = 0
-	}
+	cfg.HTTPClient = apiclient.HTTPClient(cfg.HTTPClient, DefaultTimeout)
+	cfg.Retries = apiclient.RetryCount(cfg.Retries)
 	if cfg.SourcesTTL <= 0 {
 		cfg.SourcesTTL = DefaultSourcesTTL
 	}

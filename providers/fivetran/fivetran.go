@@ -97,24 +97,16 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.Name == "" {
 		cfg.Name = "fivetran"
 	}
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
+	base, err := apiclient.BaseURL("fivetran", cfg.BaseURL, DefaultBaseURL)
+	if err != nil {
+		return nil, err
 	}
-	if u, err := url.Parse(cfg.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("fivetran: BaseURL %q is not an absolute http(s) URL", cfg.BaseURL)
-	}
-	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+	cfg.BaseURL = base
 	if cfg.APIKey == "" || cfg.APISecret == "" {
 		return nil, errors.New("fivetran: APIKey and APISecret are required")
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: DefaultTimeout}
-	}
-	if cfg.Retries == 0 {
-		cfg.Retries = 2
-	} else if cfg.Retries < 0 {
-		cfg.Retries = 0
-	}
+	cfg.HTTPClient = apiclient.HTTPClient(cfg.HTTPClient, DefaultTimeout)
+	cfg.Retries = apiclient.RetryCount(cfg.Retries)
 	if cfg.MaxRetryWait <= 0 {
 		cfg.MaxRetryWait = 10 * time.Second
 	}

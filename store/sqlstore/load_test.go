@@ -10,11 +10,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/onboardkit/onboard/internal/apptest"
 	"github.com/onboardkit/onboard/providers/cdata/cdatatest"
 	"github.com/onboardkit/onboard/providers/fivetran"
 	"github.com/onboardkit/onboard/providers/fivetran/fivetrantest"
@@ -39,11 +38,9 @@ func TestLoad(t *testing.T) {
 	flows, workers := envInt("ONBOARD_LOAD_FLOWS", 2000), envInt("ONBOARD_LOAD_WORKERS", 16)
 	c := newCluster(t, 2)
 	const tenants = 20
-	var next, failed atomic.Int64
 	durations := make([]time.Duration, flows)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	errs := make(chan error, workers)
 	run := func(i int) error {
 		a, b := c.instances[i%2], c.instances[(i+1)%2]
 		provider := []string{"cdata", "fivetran"}[i%2]
@@ -72,29 +69,15 @@ func TestLoad(t *testing.T) {
 		return nil
 	}
 	start := time.Now()
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= flows || ctx.Err() != nil {
-					return
-				}
-				if err := run(i); err != nil {
-					if failed.Add(1) == 1 {
-						errs <- err
-					}
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	failed, first := apptest.Concurrently(flows, workers, func(i int) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return run(i)
+	})
 	elapsed := time.Since(start)
-	close(errs)
-	for err := range errs {
-		t.Errorf("first failure: %v", err)
+	if first != nil {
+		t.Errorf("first failure: %v", first)
 	}
 
 	stored := 0
@@ -117,8 +100,8 @@ func TestLoad(t *testing.T) {
 		flows, workers, float64(flows)/elapsed.Seconds(), elapsed.Round(time.Millisecond),
 		durations[flows/2].Round(time.Microsecond), durations[flows*99/100].Round(time.Microsecond))
 	t.Logf("connections: %d at the providers, %d stored; lost %d, duplicated %d, failed flows %d",
-		atProviders, stored, lost, duplicated, failed.Load())
-	if lost != 0 || duplicated != 0 || failed.Load() != 0 || stored != flows {
+		atProviders, stored, lost, duplicated, failed)
+	if lost != 0 || duplicated != 0 || failed != 0 || stored != flows {
 		t.Fatalf("want %d connections, none lost or duplicated", flows)
 	}
 }
