@@ -41,8 +41,9 @@ func chrome(t *testing.T) string {
 }
 
 // TestBrowserEndToEnd clicks through the example in headless Chromium:
-// sign in, connect through CData and through Fivetran, a failed setup,
-// and a return refused when the session cookie is SameSite=Strict. The
+// sign in, connect through CData and through Fivetran, a failed setup
+// and its reconnect, a delete, and a return refused when the session
+// cookie is SameSite=Strict. The
 // app is served as http://localhost:PORT and the emulators as
 // http://127.0.0.1:PORT, so every return is a cross-site navigation.
 // Screenshots go to ONBOARD_SCREENSHOTS (default a temporary folder).
@@ -133,6 +134,25 @@ func TestBrowserEndToEnd(t *testing.T) {
 	require.Contains(t, flash, "test failed")
 	require.Contains(t, table, "failed")
 
+	// The failed connection is the newest, the first row: reconnect it.
+	run("Fivetran: reconnect the failed connection",
+		chromedp.Click("#connections tbody tr:first-child a", chromedp.ByQuery),
+		chromedp.WaitVisible("#credential"), chromedp.Location(&loc),
+		chromedp.SendKeys("#credential", "token"), chromedp.Click("#save"),
+		chromedp.WaitVisible("#flash"), chromedp.Text("#flash", &flash), chromedp.Text("#connections", &table),
+		shot("10-fivetran-reconnected"))
+	require.True(t, strings.HasPrefix(loc, app.Emulators["fivetran"]+"/connect-card/setup?"), loc)
+	require.Contains(t, flash, "Connected")
+	require.Equal(t, 3, strings.Count(table, "connected"))
+	require.NotContains(t, table, "failed")
+
+	run("delete a connection",
+		chromedp.Click("#connections tbody tr:first-child button", chromedp.ByQuery),
+		chromedp.WaitVisible("#flash"), chromedp.Text("#flash", &flash), chromedp.Text("#connections", &table),
+		shot("11-deleted"))
+	require.Contains(t, flash, "deleted")
+	require.Equal(t, 2, strings.Count(table, "connected"))
+
 	// The same cross-site return with a SameSite=Strict session cookie:
 	// the browser does not send it, so the return is refused.
 	app.Sessions.Cookie.SameSite = http.SameSiteStrictMode
@@ -145,7 +165,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 		chromedp.SendKeys("#credential", "s3cret"), chromedp.Click("#save"), chromedp.WaitVisible("#result"))
 	run("Strict cookie: the return is refused",
 		chromedp.Click("#return"), chromedp.WaitNotPresent("#return"), chromedp.WaitReady("body"), chromedp.Location(&loc), chromedp.Text("body", &body),
-		shot("10-strict-cookie-refused"))
+		shot("12-strict-cookie-refused"))
 	require.True(t, strings.HasPrefix(loc, cfg.PublicURL+"/connect/cdata/return/"), loc)
 	require.Contains(t, body, "403")
 	require.Contains(t, body, "started in another browser")
