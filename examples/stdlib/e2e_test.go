@@ -148,7 +148,9 @@ func TestBrowserEndToEnd(t *testing.T) {
 
 	run("delete a connection",
 		chromedp.Click("#connections tbody tr:first-child button", chromedp.ByQuery),
-		chromedp.WaitVisible("#flash"), chromedp.Text("#flash", &flash), chromedp.Text("#connections", &table),
+		// The page being left has a #flash too: wait for the new one.
+		chromedp.WaitVisible("#flash.info", chromedp.ByQuery),
+		chromedp.Text("#flash", &flash), chromedp.Text("#connections", &table),
 		shot("11-deleted"))
 	require.Contains(t, flash, "deleted")
 	require.Equal(t, 2, strings.Count(table, "connected"))
