@@ -100,8 +100,8 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 	// The binding stays until the flow expires: a reload in this session
 	// is shown the same result (showAgain) and stores nothing, and keeping
 	// it saves a session write on every return.
-	if o.log.Enabled(ctx, slog.LevelInfo) {
-		o.log.InfoContext(ctx, "onboard: flow completed", "flow", f.ID, "provider", f.Provider,
+	if o.cfg.Logger.Enabled(ctx, slog.LevelInfo) {
+		o.cfg.Logger.InfoContext(ctx, "onboard: flow completed", "flow", f.ID, "provider", f.Provider,
 			"tenant", f.Owner.Tenant, "connection", c.ID, "state", c.State)
 	}
 	o.cfg.Hooks.fire(ctx, c)
@@ -196,14 +196,14 @@ func (o *Onboarder) webhook(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, ErrWebhook):
 			code = http.StatusUnauthorized
 		}
-		o.log.WarnContext(ctx, "onboard: webhook refused", "provider", p.Name(), "status", code, "err", err)
+		o.cfg.Logger.WarnContext(ctx, "onboard: webhook refused", "provider", p.Name(), "status", code, "err", err)
 		http.Error(w, http.StatusText(code), code)
 		return
 	}
 	finder := o.cfg.Store.(ConnectionFinder) // checked by New
 	for _, ev := range events {
 		if err := o.apply(ctx, finder, p.Name(), ev); err != nil {
-			o.log.ErrorContext(ctx, "onboard: webhook event not stored", "provider", p.Name(), "connection", ev.ConnectionID, "err", err)
+			o.cfg.Logger.ErrorContext(ctx, "onboard: webhook event not stored", "provider", p.Name(), "connection", ev.ConnectionID, "err", err)
 			http.Error(w, "store unavailable, deliver again later", http.StatusServiceUnavailable)
 			return
 		}
@@ -218,11 +218,11 @@ func (o *Onboarder) apply(ctx context.Context, finder ConnectionFinder, provider
 		return err
 	}
 	if !found {
-		o.log.InfoContext(ctx, "onboard: webhook for an unknown connection ignored", "provider", provider, "connection", ev.ConnectionID)
+		o.cfg.Logger.InfoContext(ctx, "onboard: webhook for an unknown connection ignored", "provider", provider, "connection", ev.ConnectionID)
 		return nil
 	}
 	if !ev.At.After(c.UpdatedAt) {
-		o.log.DebugContext(ctx, "onboard: stale or duplicate webhook event ignored", "provider", provider, "connection", c.ID)
+		o.cfg.Logger.DebugContext(ctx, "onboard: stale or duplicate webhook event ignored", "provider", provider, "connection", c.ID)
 		return nil
 	}
 	if ev.Deleted {

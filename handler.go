@@ -34,7 +34,7 @@ const (
 // around it.
 func (o *Onboarder) Handler() http.Handler {
 	mux := http.NewServeMux()
-	p := o.base.Path
+	p := o.basePath
 	start := http.HandlerFunc(o.start)
 	mux.Handle("GET "+p+"/{provider}/start", start)
 	// A POST start changes state: refuse cross-origin form posts.
@@ -190,8 +190,8 @@ func (o *Onboarder) start(w http.ResponseWriter, r *http.Request) {
 		o.fail(w, r, asKind(err, ErrStore), "flow", f.ID)
 		return
 	}
-	if o.log.Enabled(ctx, slog.LevelInfo) {
-		o.log.InfoContext(ctx, "onboard: flow started", "flow", f.ID, "provider", f.Provider,
+	if o.cfg.Logger.Enabled(ctx, slog.LevelInfo) {
+		o.cfg.Logger.InfoContext(ctx, "onboard: flow started", "flow", f.ID, "provider", f.Provider,
 			"tenant", owner.Tenant, "user", owner.User, "reconnect", f.Reconnect)
 	}
 	code := http.StatusFound
@@ -244,7 +244,7 @@ func asKind(err, kind error) error {
 
 func (o *Onboarder) release(ctx context.Context, flowID string) {
 	if err := o.cfg.Sessions.Release(ctx, flowID); err != nil {
-		o.log.WarnContext(ctx, "onboard: release session binding", "flow", flowID, "err", err)
+		o.cfg.Logger.WarnContext(ctx, "onboard: release session binding", "flow", flowID, "err", err)
 	}
 }
 
@@ -255,7 +255,7 @@ func (o *Onboarder) fail(w http.ResponseWriter, r *http.Request, err error, attr
 		level = slog.LevelError
 	}
 	attrs = append(attrs, "path", r.URL.Path, "status", StatusCode(err), "err", err)
-	o.log.Log(r.Context(), level, "onboard: request refused", attrs...)
+	o.cfg.Logger.Log(r.Context(), level, "onboard: request refused", attrs...)
 	o.cfg.Error.ServeHTTP(w, r.WithContext(WithError(r.Context(), err)))
 }
 

@@ -304,10 +304,9 @@ type Config struct {
 // [New]; it is safe for concurrent use.
 type Onboarder struct {
 	cfg       Config
-	base      *url.URL
-	baseURL   string // base, as a string
+	baseURL   string // Config.URL without a trailing slash
+	basePath  string // its path
 	providers map[string]Provider
-	log       *slog.Logger
 }
 
 // DefaultFlowTTL is the default time a flow may take.
@@ -380,7 +379,7 @@ func New(cfg Config) (*Onboarder, error) {
 			}
 		}
 	}
-	o := &Onboarder{cfg: cfg, base: base, baseURL: base.String(), providers: providers, log: cfg.Logger}
+	o := &Onboarder{cfg: cfg, baseURL: base.String(), basePath: base.Path, providers: providers}
 	if o.cfg.Result == nil {
 		o.cfg.Result = http.HandlerFunc(o.defaultResult)
 	}
@@ -414,7 +413,7 @@ func (o *Onboarder) Store() Store { return o.cfg.Store }
 // StartURL returns the path (same origin as Config.URL) that starts a flow
 // with the provider for the data source; app pages link or post to it.
 func (o *Onboarder) StartURL(provider, source string) string {
-	u := url.URL{Path: o.base.Path + "/" + provider + "/start"}
+	u := url.URL{Path: o.basePath + "/" + provider + "/start"}
 	if source != "" {
 		u.RawQuery = url.Values{"source": {source}}.Encode()
 	}
@@ -424,7 +423,7 @@ func (o *Onboarder) StartURL(provider, source string) string {
 // ReconnectURL returns the path that starts a reconnect flow for an
 // existing connection.
 func (o *Onboarder) ReconnectURL(provider, connectionID string) string {
-	u := url.URL{Path: o.base.Path + "/" + provider + "/start"}
+	u := url.URL{Path: o.basePath + "/" + provider + "/start"}
 	u.RawQuery = url.Values{"connection": {connectionID}}.Encode()
 	return u.String()
 }
@@ -453,7 +452,7 @@ func (o *Onboarder) DeleteConnection(ctx context.Context, owner Owner, provider,
 	if err := o.cfg.Store.DeleteConnection(ctx, owner.Tenant, provider, id); err != nil {
 		return fmt.Errorf("%w: %v", ErrStore, err)
 	}
-	o.log.InfoContext(ctx, "onboard: connection deleted", "provider", provider, "connection", id, "tenant", owner.Tenant, "user", owner.User)
+	o.cfg.Logger.InfoContext(ctx, "onboard: connection deleted", "provider", provider, "connection", id, "tenant", owner.Tenant, "user", owner.User)
 	return nil
 }
 

@@ -54,12 +54,12 @@ func (o *Onboarder) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		switch {
 		case err != nil:
 			rep.Errors++
-			o.log.WarnContext(ctx, "onboard: reconcile", "flow", f.ID, "provider", f.Provider, "err", err)
+			o.cfg.Logger.WarnContext(ctx, "onboard: reconcile", "flow", f.ID, "provider", f.Provider, "err", err)
 		case !done:
 			rep.Pending++
 		default:
 			rep.Completed++
-			o.log.InfoContext(ctx, "onboard: flow reconciled", "flow", f.ID, "provider", f.Provider,
+			o.cfg.Logger.InfoContext(ctx, "onboard: flow reconciled", "flow", f.ID, "provider", f.Provider,
 				"tenant", f.Owner.Tenant, "connection", c.ID, "state", c.State)
 			o.cfg.Hooks.fire(ctx, c)
 		}
@@ -86,9 +86,9 @@ func (o *Onboarder) RunReconciler(ctx context.Context, every time.Duration) {
 	for {
 		rep, err := o.Reconcile(ctx)
 		if err != nil {
-			o.log.ErrorContext(ctx, "onboard: reconcile pass", "err", err)
+			o.cfg.Logger.ErrorContext(ctx, "onboard: reconcile pass", "err", err)
 		} else if rep.Checked > 0 {
-			o.log.InfoContext(ctx, "onboard: reconcile pass", "checked", rep.Checked, "completed", rep.Completed,
+			o.cfg.Logger.InfoContext(ctx, "onboard: reconcile pass", "checked", rep.Checked, "completed", rep.Completed,
 				"pending", rep.Pending, "errors", rep.Errors)
 		}
 		select {

@@ -31,9 +31,7 @@ const DefaultMaxBound = 16
 
 // SCS implements [onboard.Sessions] over an scs session manager.
 type SCS struct {
-	sm       *scs.SessionManager
-	maxBound int
-	now      func() time.Time
+	sm *scs.SessionManager
 }
 
 // NewSCS returns the session binding for sm. The app must wrap the onboard
@@ -48,7 +46,7 @@ func NewSCS(sm *scs.SessionManager) (*SCS, error) {
 	if sm.Cookie.SameSite == http.SameSiteStrictMode {
 		return nil, errors.New("middleware: the session cookie is SameSite=Strict, which browsers drop on the return from the provider; use http.SameSiteLaxMode")
 	}
-	return &SCS{sm: sm, maxBound: DefaultMaxBound, now: time.Now}, nil
+	return &SCS{sm: sm}, nil
 }
 
 var errNoSession = fmt.Errorf("%w: wrap the handler in the scs session manager's LoadAndSave", onboard.ErrNoSession)
@@ -111,10 +109,10 @@ func (s *SCS) Bind(ctx context.Context, flowID string, expires time.Time) error 
 	if err != nil {
 		return err
 	}
-	bs := parse(v, s.now().Unix())
-	if len(bs) >= s.maxBound {
+	bs := parse(v, time.Now().Unix())
+	if len(bs) >= DefaultMaxBound {
 		slices.SortFunc(bs, func(a, b binding) int { return cmp.Compare(a.exp, b.exp) })
-		bs = bs[len(bs)-s.maxBound+1:]
+		bs = bs[len(bs)-DefaultMaxBound+1:]
 	}
 	s.write(ctx, append(bs, binding{flowID, expires.Unix()}))
 	return nil
@@ -133,7 +131,7 @@ func (s *SCS) Bound(ctx context.Context, flowID string) (bool, error) {
 	}
 	exp, _, _ := strings.Cut(v[i+len(flowID)+1:], ",")
 	e, err := strconv.ParseInt(exp, 10, 64)
-	return err == nil && e > s.now().Unix(), nil
+	return err == nil && e > time.Now().Unix(), nil
 }
 
 // Release removes the flow's binding from the session.
@@ -142,7 +140,7 @@ func (s *SCS) Release(ctx context.Context, flowID string) error {
 	if err != nil {
 		return err
 	}
-	bs := parse(v, s.now().Unix())
+	bs := parse(v, time.Now().Unix())
 	s.write(ctx, slices.DeleteFunc(bs, func(b binding) bool { return b.id == flowID }))
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"path"
 	"sync"
 	"testing"
 
@@ -202,17 +203,7 @@ func (b *Browser) Start(a *App, provider, query string) string {
 func FlowID(t testing.TB, returnURL string) string {
 	u, err := url.Parse(returnURL)
 	require.NoError(t, err)
-	_, id := path(u.Path)
-	return id
-}
-
-func path(p string) (dir, last string) {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			return p[:i], p[i+1:]
-		}
-	}
-	return "", p
+	return path.Base(u.Path)
 }
 
 // Serve serves h on loopback until the test ends and returns its URL.

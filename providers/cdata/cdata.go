@@ -93,7 +93,6 @@ type Provider struct {
 	tokens map[string]token // by sub-account ("" for none)
 	subs   memo.Strings     // tenant -> sub-account
 	srcs   map[string]sources
-	log    *slog.Logger
 }
 
 type token struct {
@@ -153,7 +152,7 @@ func New(cfg Config) (*Provider, error) {
 		cfg.Now = time.Now
 	}
 	p := &Provider{cfg: cfg, key: key, tokens: make(map[string]token),
-		srcs: make(map[string]sources), log: cfg.Logger}
+		srcs: make(map[string]sources)}
 	p.api = &apiclient.Client{
 		HTTP: cfg.HTTPClient, Base: cfg.BaseURL, Retries: cfg.Retries,
 		Backoff: 200 * time.Millisecond, MaxWait: 5 * time.Second,
@@ -317,7 +316,7 @@ func (p *Provider) findOrCreateAccount(ctx context.Context, tenant string) (stri
 	err := p.call(ctx, "", http.MethodPost, "/poweredby/account/create",
 		map[string]string{"externalId": tenant, "accountName": tenant}, &created)
 	if err == nil && created.AccountID != "" {
-		p.log.InfoContext(ctx, "cdata: created sub-account", "tenant", tenant, "account", created.AccountID)
+		p.cfg.Logger.InfoContext(ctx, "cdata: created sub-account", "tenant", tenant, "account", created.AccountID)
 		return created.AccountID, nil
 	}
 	var ae *APIError

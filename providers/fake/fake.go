@@ -68,7 +68,8 @@ func (p *Provider) FailBegin(errs ...error) {
 	p.beginErr = append(p.beginErr, errs...)
 }
 
-// FailComplete makes the next Complete calls fail with these errors.
+// FailComplete makes the next Complete (or Reconcile) calls fail with
+// these errors, in order.
 func (p *Provider) FailComplete(errs ...error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -82,7 +82,6 @@ type Provider struct {
 	cfg    Config
 	api    *apiclient.Client
 	groups memo.Strings // tenant -> group id
-	log    *slog.Logger
 }
 
 var (
@@ -119,7 +118,7 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	p := &Provider{cfg: cfg, log: cfg.Logger}
+	p := &Provider{cfg: cfg}
 	p.api = &apiclient.Client{
 		HTTP: cfg.HTTPClient, Base: cfg.BaseURL, Retries: cfg.Retries,
 		Backoff: 250 * time.Millisecond, MaxWait: cfg.MaxRetryWait,
@@ -299,7 +298,7 @@ func (p *Provider) findOrCreateGroup(ctx context.Context, name string) (string, 
 		return find() // made meanwhile by another instance
 	}
 	if err == nil {
-		p.log.InfoContext(ctx, "fivetran: created group", "group", g.ID, "name", name)
+		p.cfg.Logger.InfoContext(ctx, "fivetran: created group", "group", g.ID, "name", name)
 	}
 	return g.ID, err
 }
@@ -356,7 +355,7 @@ func (p *Provider) Begin(ctx context.Context, f *onboard.Flow) (string, error) {
 	if existing, err := p.unfinished(ctx, gid, service, schema); err != nil {
 		return "", err
 	} else if existing != "" {
-		p.log.InfoContext(ctx, "fivetran: reusing unfinished connection", "connection", existing, "flow", f.ID)
+		p.cfg.Logger.InfoContext(ctx, "fivetran: reusing unfinished connection", "connection", existing, "flow", f.ID)
 		f.ConnectionID = existing
 		return p.card(ctx, existing, card)
 	}
