@@ -48,8 +48,11 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 		o.fail(w, r, ErrUnknownFlow, "flow", id)
 		return
 	}
-	r = r.WithContext(WithFlow(ctx, f))
-	ctx = r.Context()
+	// One context value carries the flow to the Error handler and, once
+	// set below, the result to the Result handler: this request owns it.
+	out := &outcome{flow: f, hasFlow: true}
+	ctx = context.WithValue(ctx, outcomeKey{}, out)
+	r = r.WithContext(ctx)
 	bound, err := o.cfg.Sessions.Bound(ctx, f.ID)
 	if err != nil {
 		o.fail(w, r, asKind(err, ErrStore), "flow", id)
@@ -79,7 +82,7 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 		}
 		// A reload, or the reconciler settled the flow while the user was
 		// still on the provider's page: show the stored result again.
-		o.showAgain(w, r, f)
+		o.showAgain(w, r, out)
 		return
 	}
 	if f.State == FlowExpired || f.Expired(o.cfg.Now()) {
@@ -105,15 +108,16 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 			"tenant", f.Owner.Tenant, "connection", c.ID, "state", c.State)
 	}
 	o.cfg.Hooks.fire(ctx, c)
+	out.result, out.hasResult = c, true
 	w.Header().Set("Cache-Control", "no-store")
-	o.cfg.Result.ServeHTTP(w, r.WithContext(WithResult(ctx, c)))
+	o.cfg.Result.ServeHTTP(w, r)
 }
 
 // showAgain answers a return of a flow that is already done, in the
 // session that started it and by its owner, with the stored result. It
 // stores nothing and fires no hook.
-func (o *Onboarder) showAgain(w http.ResponseWriter, r *http.Request, f Flow) {
-	ctx := r.Context()
+func (o *Onboarder) showAgain(w http.ResponseWriter, r *http.Request, out *outcome) {
+	ctx, f := r.Context(), &out.flow
 	c := Connection{Provider: f.Provider, Owner: f.Owner, State: f.Outcome, FlowID: f.ID, Source: f.Source, Name: f.Name}
 	if f.ConnectionID != "" {
 		stored, found, err := o.cfg.Store.Connection(ctx, f.Owner.Tenant, f.Provider, f.ConnectionID)
@@ -125,8 +129,9 @@ func (o *Onboarder) showAgain(w http.ResponseWriter, r *http.Request, f Flow) {
 			c = stored
 		}
 	}
+	out.result, out.hasResult = c, true
 	w.Header().Set("Cache-Control", "no-store")
-	o.cfg.Result.ServeHTTP(w, r.WithContext(WithResult(ctx, c)))
+	o.cfg.Result.ServeHTTP(w, r)
 }
 
 // fill completes what a provider left out of a connection from its flow.

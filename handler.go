@@ -44,13 +44,27 @@ func (o *Onboarder) Handler() http.Handler {
 	return mux
 }
 
-// newFlowID returns 32 bytes from crypto/rand, base64url without padding.
-func newFlowID() string {
-	var b [flowIDBytes]byte
+// newFlow mints a flow id, 32 bytes from crypto/rand in base64url without
+// padding, and returns it with the flow's return URL, the URL the provider
+// sends the browser back to: {base}/{provider}/return/{id}. Provider names
+// and flow ids need no escaping. The id is the tail of the URL, so both
+// are one allocation.
+func (o *Onboarder) newFlow(provider string) (returnURL, id string) {
+	var raw [flowIDBytes]byte
 	// crypto/rand.Read never returns an error (it crashes the program
 	// irrecoverably instead, by design of the Go runtime).
-	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	_, _ = rand.Read(raw[:])
+	var enc [flowIDLen]byte
+	base64.RawURLEncoding.Encode(enc[:], raw[:])
+	var b strings.Builder
+	b.Grow(len(o.baseURL) + len("/") + len(provider) + len("/return/") + flowIDLen)
+	b.WriteString(o.baseURL)
+	b.WriteByte('/')
+	b.WriteString(provider)
+	b.WriteString("/return/")
+	b.Write(enc[:])
+	u := b.String()
+	return u, u[len(u)-flowIDLen:]
 }
 
 // validFlowID reports whether s has the shape of a flow id.
@@ -73,21 +87,27 @@ func startParams(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 	if len(r.URL.RawQuery) > maxQueryBytes {
 		return nil, fmt.Errorf("%w: query of %d bytes", ErrBadRequest, len(r.URL.RawQuery))
 	}
+	var form url.Values
+	var err error
 	if r.Method == http.MethodPost {
 		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		err = r.ParseForm()
+		form = r.Form
+	} else {
+		form, err = url.ParseQuery(r.URL.RawQuery)
 	}
-	if err := r.ParseForm(); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	if err := checkValues(r.Form); err != nil {
+	if err := checkValues(form); err != nil {
 		return nil, err
 	}
 	for _, k := range []string{"source", "name", "connection"} {
-		if utf8.RuneCountInString(r.Form.Get(k)) > maxParamRunes {
+		if utf8.RuneCountInString(form.Get(k)) > maxParamRunes {
 			return nil, fmt.Errorf("%w: %s is too long", ErrBadRequest, k)
 		}
 	}
-	return r.Form, nil
+	return form, nil
 }
 
 // checkValues refuses invalid UTF-8 and control characters in keys and
@@ -146,7 +166,6 @@ func (o *Onboarder) start(w http.ResponseWriter, r *http.Request) {
 	}
 	now := o.cfg.Now()
 	f := Flow{
-		ID:        newFlowID(),
 		Owner:     owner,
 		Provider:  p.Name(),
 		Source:    form.Get("source"),
@@ -156,7 +175,7 @@ func (o *Onboarder) start(w http.ResponseWriter, r *http.Request) {
 		CreatedAt: now,
 		ExpiresAt: now.Add(o.cfg.FlowTTL),
 	}
-	f.ReturnURL = o.returnURL(f.Provider, f.ID)
+	f.ReturnURL, f.ID = o.newFlow(f.Provider)
 	if id := form.Get("connection"); id != "" {
 		c, found, err := o.cfg.Store.Connection(ctx, owner.Tenant, f.Provider, id)
 		if err != nil {

@@ -456,12 +456,6 @@ func (o *Onboarder) DeleteConnection(ctx context.Context, owner Owner, provider,
 	return nil
 }
 
-// returnURL is the URL the provider sends the browser back to. Provider
-// names and flow ids need no escaping.
-func (o *Onboarder) returnURL(provider, flowID string) string {
-	return o.baseURL + "/" + provider + "/return/" + flowID
-}
-
 // Sentinel errors. Every refusal of the handlers wraps one of them; test
 // with errors.Is. [StatusCode] and [Message] map them to what users see.
 var (
@@ -532,45 +526,71 @@ func Message(err error) string {
 	return "Something went wrong. Please try again."
 }
 
-type ctxKey int
+// outcome is what the handlers tell the Result and Error handlers: the
+// flow a return was for, the connection it produced and the error a
+// request was refused with. It travels as one context value.
+type outcome struct {
+	flow      Flow
+	hasFlow   bool
+	result    Connection
+	hasResult bool
+	err       error
+}
 
-const (
-	resultKey ctxKey = iota
-	errorKey
-	flowKey
-)
+type outcomeKey struct{}
+
+func outcomeOf(ctx context.Context) *outcome {
+	out, _ := ctx.Value(outcomeKey{}).(*outcome)
+	return out
+}
+
+// withOutcome returns ctx carrying a copy of its outcome changed by set.
+func withOutcome(ctx context.Context, set func(*outcome)) context.Context {
+	var out outcome
+	if old := outcomeOf(ctx); old != nil {
+		out = *old
+	}
+	set(&out)
+	return context.WithValue(ctx, outcomeKey{}, &out)
+}
 
 // WithResult returns ctx carrying the connection a return produced.
 func WithResult(ctx context.Context, c Connection) context.Context {
-	return context.WithValue(ctx, resultKey, c)
+	return withOutcome(ctx, func(out *outcome) { out.result, out.hasResult = c, true })
 }
 
 // ResultFromContext returns the connection stored by the return handler.
 func ResultFromContext(ctx context.Context) (Connection, bool) {
-	c, ok := ctx.Value(resultKey).(Connection)
-	return c, ok
+	if out := outcomeOf(ctx); out != nil && out.hasResult {
+		return out.result, true
+	}
+	return Connection{}, false
 }
 
 // WithError returns ctx carrying err for an Error handler.
 func WithError(ctx context.Context, err error) context.Context {
-	return context.WithValue(ctx, errorKey, err)
+	return withOutcome(ctx, func(out *outcome) { out.err = err })
 }
 
 // ErrorFromContext returns the error the handlers refused a request with.
 func ErrorFromContext(ctx context.Context) error {
-	err, _ := ctx.Value(errorKey).(error)
-	return err
+	if out := outcomeOf(ctx); out != nil {
+		return out.err
+	}
+	return nil
 }
 
 // WithFlow returns ctx carrying the flow a return was for.
 func WithFlow(ctx context.Context, f Flow) context.Context {
-	return context.WithValue(ctx, flowKey, f)
+	return withOutcome(ctx, func(out *outcome) { out.flow, out.hasFlow = f, true })
 }
 
 // FlowFromContext returns the flow a return was for, when one was loaded.
 func FlowFromContext(ctx context.Context) (Flow, bool) {
-	f, ok := ctx.Value(flowKey).(Flow)
-	return f, ok
+	if out := outcomeOf(ctx); out != nil && out.hasFlow {
+		return out.flow, true
+	}
+	return Flow{}, false
 }
 
 // SafeReturnPath reports whether p is a same-origin absolute path that is

@@ -91,13 +91,15 @@ func (s *SCS) write(ctx context.Context, bs []binding) {
 		return
 	}
 	var b strings.Builder
+	b.Grow(len(bs) * (len(bs[0].id) + 12))
+	var exp [20]byte
 	for i, x := range bs {
 		if i > 0 {
 			b.WriteByte(',')
 		}
 		b.WriteString(x.id)
 		b.WriteByte(' ')
-		b.WriteString(strconv.FormatInt(x.exp, 10))
+		b.Write(strconv.AppendInt(exp[:0], x.exp, 10))
 	}
 	s.sm.Put(ctx, sessionKey, b.String())
 }
@@ -109,12 +111,17 @@ func (s *SCS) Bind(ctx context.Context, flowID string, expires time.Time) error 
 	if err != nil {
 		return err
 	}
+	b := binding{flowID, expires.Unix()}
+	if v == "" {
+		s.write(ctx, []binding{b})
+		return nil
+	}
 	bs := parse(v, time.Now().Unix())
 	if len(bs) >= DefaultMaxBound {
 		slices.SortFunc(bs, func(a, b binding) int { return cmp.Compare(a.exp, b.exp) })
 		bs = bs[len(bs)-DefaultMaxBound+1:]
 	}
-	s.write(ctx, append(bs, binding{flowID, expires.Unix()}))
+	s.write(ctx, append(bs, b))
 	return nil
 }
 
@@ -125,13 +132,19 @@ func (s *SCS) Bound(ctx context.Context, flowID string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	i := strings.Index(v, flowID+" ")
-	if i < 0 || (i > 0 && v[i-1] != ',') {
+	if flowID == "" {
 		return false, nil
 	}
-	exp, _, _ := strings.Cut(v[i+len(flowID)+1:], ",")
-	e, err := strconv.ParseInt(exp, 10, 64)
-	return err == nil && e > time.Now().Unix(), nil
+	for v != "" {
+		var item string
+		item, v, _ = strings.Cut(v, ",")
+		id, exp, _ := strings.Cut(item, " ")
+		if id == flowID {
+			e, err := strconv.ParseInt(exp, 10, 64)
+			return err == nil && e > time.Now().Unix(), nil
+		}
+	}
+	return false, nil
 }
 
 // Release removes the flow's binding from the session.

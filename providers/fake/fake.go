@@ -40,7 +40,7 @@ type Provider struct {
 
 	name string
 	mu   sync.Mutex
-	recs map[string]*record // by flow id
+	recs map[string]record // by flow id
 	// next errors, consumed by the next call
 	beginErr, completeErr []error
 	begins, completes     int
@@ -55,7 +55,7 @@ type record struct {
 
 // New returns a fake provider with this name.
 func New(name string) *Provider {
-	return &Provider{name: name, recs: make(map[string]*record)}
+	return &Provider{name: name, recs: make(map[string]record)}
 }
 
 // Name returns the provider's name.
@@ -92,14 +92,16 @@ func pop(errs *[]error) error {
 	return err
 }
 
+// randomID returns "conn-" and 16 random hex digits.
 func randomID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return "conn-" + hex.EncodeToString(b[:])
+	id := make([]byte, 0, 5+hex.EncodedLen(len(b)))
+	return string(hex.AppendEncode(append(id, "conn-"...), b[:]))
 }
 
 // Begin records the flow and returns the hosted page's URL. A reconnect
-// keeps the flow's connection id.
+// keeps the flow's connection id; otherwise [Provider.Finish] creates one.
 func (p *Provider) Begin(ctx context.Context, f *onboard.Flow) (string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -110,11 +112,8 @@ func (p *Provider) Begin(ctx context.Context, f *onboard.Flow) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	id := f.ConnectionID
-	if id == "" {
-		id = randomID()
-	}
-	p.recs[f.ID] = &record{returnURL: f.ReturnURL, connID: id}
+	// A new connection's id is made when the hosted page creates it.
+	p.recs[f.ID] = record{returnURL: f.ReturnURL, connID: f.ConnectionID}
 	base := p.URL
 	if base == "" {
 		base = "https://fake.invalid"
@@ -132,6 +131,10 @@ func (p *Provider) Finish(flowID string, outcome onboard.State) (string, error) 
 		return "", fmt.Errorf("fake: unknown flow %q", flowID)
 	}
 	r.outcome, r.visited = outcome, true
+	if r.connID == "" && outcome != onboard.Abandoned {
+		r.connID = randomID()
+	}
+	p.recs[flowID] = r
 	q := url.Values{"status": {string(outcome)}}
 	if outcome != onboard.Abandoned {
 		q.Set("conn", r.connID)
@@ -139,7 +142,9 @@ func (p *Provider) Finish(flowID string, outcome onboard.State) (string, error) 
 	return r.returnURL + "?" + q.Encode(), nil
 }
 
-// ConnectionID returns the connection id the provider holds for a flow.
+// ConnectionID returns the connection id the provider holds for a flow:
+// the reconnected one, or the one the hosted page created (empty before
+// the page is finished).
 func (p *Provider) ConnectionID(flowID string) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()

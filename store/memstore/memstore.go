@@ -7,7 +7,6 @@ package memstore
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -42,14 +41,12 @@ type Options struct {
 type Store struct {
 	opt       Options
 	mu        sync.Mutex
-	flows     map[string]*onboard.Flow
-	pending   map[onboard.Owner]map[string]struct{}
-	conns     map[connKey]onboard.Connection
-	byTenant  map[string]map[connKey]struct{}
+	flows     map[string]record
+	pending   map[onboard.Owner]string                  // ids of each owner's pending flows, joined by idSep
+	conns     map[string]map[string]*onboard.Connection // by provider, then id
+	byTenant  map[string][]*onboard.Connection          // the same records, by tenant
 	lastSweep time.Time
 }
-
-type connKey struct{ provider, id string }
 
 var (
 	_ onboard.Store            = (*Store)(nil)
@@ -73,35 +70,43 @@ func New(opt Options) *Store {
 	}
 	return &Store{
 		opt:      opt,
-		flows:    make(map[string]*onboard.Flow),
-		pending:  make(map[onboard.Owner]map[string]struct{}),
-		conns:    make(map[connKey]onboard.Connection),
-		byTenant: make(map[string]map[connKey]struct{}),
+		flows:    make(map[string]record),
+		pending:  make(map[onboard.Owner]string),
+		conns:    make(map[string]map[string]*onboard.Connection),
+		byTenant: make(map[string][]*onboard.Connection),
 	}
-}
-
-func copyFlow(f *onboard.Flow) onboard.Flow {
-	c := *f
-	c.Data = maps.Clone(f.Data)
-	return c
 }
 
 // sweep drops flows past expiry plus Retain. Called with s.mu held.
 func (s *Store) sweep(now time.Time) {
 	s.lastSweep = now
-	for id, f := range s.flows {
-		if now.Sub(f.ExpiresAt) >= s.opt.Retain {
-			s.drop(id, f)
+	for id, r := range s.flows {
+		if now.Sub(r.expires()) >= s.opt.Retain {
+			delete(s.flows, id)
+			if r.state() == onboard.FlowPending {
+				s.unpend(r.decode(id).Owner, id)
+			}
 		}
 	}
 }
 
-func (s *Store) drop(id string, f *onboard.Flow) {
-	delete(s.flows, id)
-	if p := s.pending[f.Owner]; p != nil {
-		delete(p, id)
-		if len(p) == 0 {
-			delete(s.pending, f.Owner)
+// idSep joins the ids in Store.pending. It cannot occur in a flow id:
+// CreateFlow refuses such ids. A string per owner, rather than a slice,
+// keeps the common case (one pending flow) to the map entry alone.
+const idSep = "\x00"
+
+// unpend removes a flow from its owner's pending ids. Called with s.mu
+// held.
+func (s *Store) unpend(owner onboard.Owner, id string) {
+	p, ok := s.pending[owner]
+	switch {
+	case !ok:
+	case p == id:
+		delete(s.pending, owner)
+	default:
+		ids := strings.Split(p, idSep)
+		if i := slices.Index(ids, id); i >= 0 {
+			s.pending[owner] = strings.Join(slices.Delete(ids, i, i+1), idSep)
 		}
 	}
 }
@@ -114,6 +119,9 @@ func (s *Store) CreateFlow(ctx context.Context, f onboard.Flow) error {
 	now := s.opt.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if f.ID == "" || strings.Contains(f.ID, idSep) {
+		return fmt.Errorf("memstore: invalid flow id %q", f.ID)
+	}
 	if _, dup := s.flows[f.ID]; dup {
 		return fmt.Errorf("memstore: flow %q exists", f.ID)
 	}
@@ -125,23 +133,22 @@ func (s *Store) CreateFlow(ctx context.Context, f onboard.Flow) error {
 	if len(s.flows) >= s.opt.MaxFlows {
 		return fmt.Errorf("%w: %d flows in memory", onboard.ErrTooManyFlows, len(s.flows))
 	}
-	p := s.pending[f.Owner]
-	for id := range p {
-		if s.flows[id].Expired(now) {
-			delete(p, id)
+	p, has := s.pending[f.Owner]
+	if has && strings.Count(p, idSep)+1 >= s.opt.MaxFlowsPerOwner {
+		// Expired flows no longer count; they stay in s.flows until swept.
+		ids := slices.DeleteFunc(strings.Split(p, idSep), func(id string) bool { return !now.Before(s.flows[id].expires()) })
+		if len(ids) >= s.opt.MaxFlowsPerOwner {
+			return fmt.Errorf("%w: owner has %d pending flows", onboard.ErrTooManyFlows, len(ids))
 		}
-	}
-	if len(p) >= s.opt.MaxFlowsPerOwner {
-		return fmt.Errorf("%w: owner has %d pending flows", onboard.ErrTooManyFlows, len(p))
-	}
-	if p == nil {
-		p = make(map[string]struct{})
-		s.pending[f.Owner] = p
+		p, has = strings.Join(ids, idSep), len(ids) > 0
 	}
 	f.State = onboard.FlowPending
-	c := copyFlow(&f)
-	s.flows[f.ID] = &c
-	p[f.ID] = struct{}{}
+	s.flows[f.ID] = encode(&f)
+	if has {
+		s.pending[f.Owner] = p + idSep + f.ID
+	} else {
+		s.pending[f.Owner] = f.ID
+	}
 	return nil
 }
 
@@ -152,15 +159,15 @@ func (s *Store) Flow(ctx context.Context, id string) (onboard.Flow, bool, error)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, ok := s.flows[id]
+	r, ok := s.flows[id]
 	if !ok {
 		return onboard.Flow{}, false, nil
 	}
-	c := copyFlow(f)
-	if c.State == onboard.FlowPending && c.Expired(s.opt.Now()) {
-		c.State = onboard.FlowExpired
+	f := r.decode(id)
+	if f.State == onboard.FlowPending && f.Expired(s.opt.Now()) {
+		f.State = onboard.FlowExpired
 	}
-	return c, true, nil
+	return f, true, nil
 }
 
 // CompleteFlow moves a pending flow to done and saves c, atomically.
@@ -179,10 +186,12 @@ func (s *Store) complete(ctx context.Context, flowID string, c onboard.Connectio
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, ok := s.flows[flowID]
-	switch {
-	case !ok:
+	r, ok := s.flows[flowID]
+	if !ok {
 		return onboard.ErrUnknownFlow
+	}
+	f := r.decode(flowID)
+	switch {
 	case f.State != onboard.FlowPending:
 		return onboard.ErrFlowUsed
 	case unexpired && f.Expired(s.opt.Now()):
@@ -193,9 +202,8 @@ func (s *Store) complete(ctx context.Context, flowID string, c onboard.Connectio
 		f.ConnectionID = c.ID
 		s.save(c)
 	}
-	if p := s.pending[f.Owner]; p != nil {
-		delete(p, flowID)
-	}
+	s.flows[flowID] = encode(&f)
+	s.unpend(f.Owner, flowID)
 	return nil
 }
 
@@ -207,9 +215,9 @@ func (s *Store) PendingFlows(ctx context.Context, createdBefore time.Time, limit
 	}
 	s.mu.Lock()
 	var out []onboard.Flow
-	for _, f := range s.flows {
-		if f.State == onboard.FlowPending && f.CreatedAt.Before(createdBefore) {
-			out = append(out, copyFlow(f))
+	for id, r := range s.flows {
+		if r.state() == onboard.FlowPending && r.created().Before(createdBefore) {
+			out = append(out, r.decode(id))
 		}
 	}
 	s.mu.Unlock()
@@ -222,22 +230,45 @@ func (s *Store) PendingFlows(ctx context.Context, createdBefore time.Time, limit
 
 // save upserts c. Called with s.mu held.
 func (s *Store) save(c onboard.Connection) {
-	k := connKey{c.Provider, c.ID}
-	if old, ok := s.conns[k]; ok {
+	byID := s.conns[c.Provider]
+	if byID == nil {
+		byID = make(map[string]*onboard.Connection)
+		s.conns[c.Provider] = byID
+	}
+	if old := byID[c.ID]; old != nil {
 		if !old.CreatedAt.IsZero() {
 			c.CreatedAt = old.CreatedAt
 		}
-		if old.Owner.Tenant != c.Owner.Tenant {
-			delete(s.byTenant[old.Owner.Tenant], k)
+		moved := old.Owner.Tenant != c.Owner.Tenant
+		if moved {
+			s.untenant(old)
 		}
+		*old = c
+		if moved {
+			s.byTenant[c.Owner.Tenant] = append(s.byTenant[c.Owner.Tenant], old)
+		}
+		return
 	}
-	s.conns[k] = c
-	t := s.byTenant[c.Owner.Tenant]
-	if t == nil {
-		t = make(map[connKey]struct{})
-		s.byTenant[c.Owner.Tenant] = t
+	rec := &c
+	byID[c.ID] = rec
+	s.byTenant[c.Owner.Tenant] = append(s.byTenant[c.Owner.Tenant], rec)
+}
+
+// untenant removes rec from its tenant's list. Called with s.mu held.
+func (s *Store) untenant(rec *onboard.Connection) {
+	t := rec.Owner.Tenant
+	list := slices.DeleteFunc(s.byTenant[t], func(r *onboard.Connection) bool { return r == rec })
+	if len(list) == 0 {
+		delete(s.byTenant, t)
+		return
 	}
-	t[k] = struct{}{}
+	s.byTenant[t] = list
+}
+
+// lookup returns the record of a connection, whatever its tenant. Called
+// with s.mu held.
+func (s *Store) lookup(provider, id string) *onboard.Connection {
+	return s.conns[provider][id]
 }
 
 // SaveConnection inserts or updates c.
@@ -261,11 +292,11 @@ func (s *Store) Connection(ctx context.Context, tenant, provider, id string) (on
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.conns[connKey{provider, id}]
-	if !ok || c.Owner.Tenant != tenant {
+	rec := s.lookup(provider, id)
+	if rec == nil || rec.Owner.Tenant != tenant {
 		return onboard.Connection{}, false, nil
 	}
-	return c, true, nil
+	return *rec, true, nil
 }
 
 // Connections lists the tenant's connections, newest first.
@@ -275,8 +306,8 @@ func (s *Store) Connections(ctx context.Context, tenant string) ([]onboard.Conne
 	}
 	s.mu.Lock()
 	out := make([]onboard.Connection, 0, len(s.byTenant[tenant]))
-	for k := range s.byTenant[tenant] {
-		out = append(out, s.conns[k])
+	for _, rec := range s.byTenant[tenant] {
+		out = append(out, *rec)
 	}
 	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b onboard.Connection) int {
@@ -296,8 +327,11 @@ func (s *Store) FindConnection(ctx context.Context, provider, id string) (onboar
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.conns[connKey{provider, id}]
-	return c, ok, nil
+	rec := s.lookup(provider, id)
+	if rec == nil {
+		return onboard.Connection{}, false, nil
+	}
+	return *rec, true, nil
 }
 
 // DeleteConnection removes the tenant's connection.
@@ -307,10 +341,9 @@ func (s *Store) DeleteConnection(ctx context.Context, tenant, provider, id strin
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := connKey{provider, id}
-	if c, ok := s.conns[k]; ok && c.Owner.Tenant == tenant {
-		delete(s.conns, k)
-		delete(s.byTenant[tenant], k)
+	if rec := s.lookup(provider, id); rec != nil && rec.Owner.Tenant == tenant {
+		delete(s.conns[provider], id)
+		s.untenant(rec)
 	}
 	return nil
 }

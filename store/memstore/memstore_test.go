@@ -61,6 +61,38 @@ func TestCapsAndSweep(t *testing.T) {
 	require.Equal(t, 100, s.Len())
 }
 
+// TestOwnerPending follows one owner's pending flows as they are
+// completed and resolved: each frees its place under the cap, in any
+// order.
+func TestOwnerPending(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(1_800_000_000, 0)
+	s := memstore.New(memstore.Options{MaxFlowsPerOwner: 3, Now: func() time.Time { return now }})
+	alice := onboard.Owner{Tenant: "t1", User: "alice"}
+	var ids []string
+	for range 3 {
+		f := flow(alice, now, 10*time.Minute)
+		require.NoError(t, s.CreateFlow(ctx, f))
+		ids = append(ids, f.ID)
+	}
+	full := func() error { return s.CreateFlow(ctx, flow(alice, now, 10*time.Minute)) }
+	require.ErrorIs(t, full(), onboard.ErrTooManyFlows)
+
+	// The middle one, then the first: each completion frees one place.
+	require.NoError(t, s.CompleteFlow(ctx, ids[1], onboard.Connection{Provider: "test", State: onboard.Abandoned}))
+	require.NoError(t, full())
+	require.ErrorIs(t, full(), onboard.ErrTooManyFlows)
+	require.NoError(t, s.ResolveFlow(ctx, ids[0], onboard.Connection{Provider: "test", ID: "c1", Owner: alice, State: onboard.Connected}))
+	require.NoError(t, full())
+	require.ErrorIs(t, full(), onboard.ErrTooManyFlows)
+
+	for _, id := range []string{"", "a\x00b"} {
+		f := flow(onboard.Owner{Tenant: "t1", User: "bob"}, now, time.Minute)
+		f.ID = id
+		require.Error(t, s.CreateFlow(ctx, f), "id %q", id)
+	}
+}
+
 // TestMemoryBounded starts half a million flows that never return, each
 // of another owner, as a flood of abandoned starts would: the store keeps
 // at most MaxFlows of them, and the heap stays bounded.
