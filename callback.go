@@ -39,8 +39,12 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 		o.fail(w, r, err, "flow", id)
 		return
 	}
-	f, found, err := o.cfg.Store.Flow(ctx, id)
-	if err != nil {
+	// out carries the flow to the Error handler and, once set below, the
+	// result to the Result handler.
+	out := new(outcome)
+	f := &out.flow
+	var found bool
+	if *f, found, err = o.cfg.Store.Flow(ctx, id); err != nil {
 		o.fail(w, r, fmt.Errorf("%w: %v", ErrStore, err), "flow", id)
 		return
 	}
@@ -48,36 +52,32 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 		o.fail(w, r, ErrUnknownFlow, "flow", id)
 		return
 	}
-	// One context value carries the flow to the Error handler and, once
-	// set below, the result to the Result handler: this request owns it.
-	out := &outcome{flow: f, hasFlow: true}
-	ctx = context.WithValue(ctx, outcomeKey{}, out)
-	r = r.WithContext(ctx)
+	out.hasFlow = true
 	bound, err := o.cfg.Sessions.Bound(ctx, f.ID)
 	if err != nil {
-		o.fail(w, r, asKind(err, ErrStore), "flow", id)
+		o.failFlow(w, r, out, asKind(err, ErrStore), "flow", id)
 		return
 	}
 	if !bound {
 		if f.State == FlowDone {
-			o.fail(w, r, ErrFlowUsed, "flow", id) // a replay from elsewhere
+			o.failFlow(w, r, out, ErrFlowUsed, "flow", id) // a replay from elsewhere
 			return
 		}
-		o.fail(w, r, ErrSessionMismatch, "flow", id)
+		o.failFlow(w, r, out, ErrSessionMismatch, "flow", id)
 		return
 	}
 	owner, err := o.owner(r)
 	if err != nil {
-		o.fail(w, r, err, "flow", id)
+		o.failFlow(w, r, out, err, "flow", id)
 		return
 	}
 	if owner != f.Owner {
-		o.fail(w, r, ErrOwnerMismatch, "flow", id)
+		o.failFlow(w, r, out, ErrOwnerMismatch, "flow", id)
 		return
 	}
 	if f.State == FlowDone {
 		if f.Expired(o.cfg.Now()) {
-			o.fail(w, r, ErrFlowUsed, "flow", id)
+			o.failFlow(w, r, out, ErrFlowUsed, "flow", id)
 			return
 		}
 		// A reload, or the reconciler settled the flow while the user was
@@ -87,17 +87,17 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	if f.State == FlowExpired || f.Expired(o.cfg.Now()) {
 		o.release(ctx, f.ID)
-		o.fail(w, r, ErrFlowExpired, "flow", id)
+		o.failFlow(w, r, out, ErrFlowExpired, "flow", id)
 		return
 	}
-	c, err := p.Complete(ctx, &f, ret)
+	c, err := p.Complete(ctx, f, ret)
 	if err != nil {
-		o.fail(w, r, asKind(err, ErrProvider), "flow", id)
+		o.failFlow(w, r, out, asKind(err, ErrProvider), "flow", id)
 		return
 	}
 	c = o.fill(c, f)
 	if err := o.cfg.Store.CompleteFlow(ctx, f.ID, c); err != nil {
-		o.fail(w, r, asKind(err, ErrStore), "flow", id, "connection", c.ID)
+		o.failFlow(w, r, out, asKind(err, ErrStore), "flow", id, "connection", c.ID)
 		return
 	}
 	// The binding stays until the flow expires: a reload in this session
@@ -109,8 +109,7 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	o.cfg.Hooks.fire(ctx, c)
 	out.result, out.hasResult = c, true
-	w.Header().Set("Cache-Control", "no-store")
-	o.cfg.Result.ServeHTTP(w, r)
+	o.showResult(w, r, out)
 }
 
 // showAgain answers a return of a flow that is already done, in the
@@ -122,7 +121,7 @@ func (o *Onboarder) showAgain(w http.ResponseWriter, r *http.Request, out *outco
 	if f.ConnectionID != "" {
 		stored, found, err := o.cfg.Store.Connection(ctx, f.Owner.Tenant, f.Provider, f.ConnectionID)
 		if err != nil {
-			o.fail(w, r, fmt.Errorf("%w: %v", ErrStore, err), "flow", f.ID)
+			o.failFlow(w, r, out, fmt.Errorf("%w: %v", ErrStore, err), "flow", f.ID)
 			return
 		}
 		if found {
@@ -130,12 +129,11 @@ func (o *Onboarder) showAgain(w http.ResponseWriter, r *http.Request, out *outco
 		}
 	}
 	out.result, out.hasResult = c, true
-	w.Header().Set("Cache-Control", "no-store")
-	o.cfg.Result.ServeHTTP(w, r)
+	o.showResult(w, r, out)
 }
 
 // fill completes what a provider left out of a connection from its flow.
-func (o *Onboarder) fill(c Connection, f Flow) Connection {
+func (o *Onboarder) fill(c Connection, f *Flow) Connection {
 	now := o.cfg.Now()
 	c.Provider, c.Owner, c.FlowID = f.Provider, f.Owner, f.ID
 	if c.Source == "" {

@@ -269,25 +269,39 @@ func (o *Onboarder) release(ctx context.Context, flowID string) {
 
 // fail logs err and hands the request to the Error handler.
 func (o *Onboarder) fail(w http.ResponseWriter, r *http.Request, err error, attrs ...any) {
+	o.failFlow(w, r, nil, err, attrs...)
+}
+
+// failFlow is fail for a return whose flow is loaded: out carries it to
+// the Error handler.
+func (o *Onboarder) failFlow(w http.ResponseWriter, r *http.Request, out *outcome, err error, attrs ...any) {
 	level := slog.LevelWarn
 	if StatusCode(err) >= 500 {
 		level = slog.LevelError
 	}
 	attrs = append(attrs, "path", r.URL.Path, "status", StatusCode(err), "err", err)
 	o.cfg.Logger.Log(r.Context(), level, "onboard: request refused", attrs...)
-	o.cfg.Error.ServeHTTP(w, r.WithContext(WithError(r.Context(), err)))
+	if out == nil {
+		out = new(outcome)
+	}
+	out.err = err
+	o.cfg.Error.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outcomeKey{}, out)))
 }
 
-// defaultResult redirects to the flow's return_to (or DonePath) with the
-// outcome in the query.
-func (o *Onboarder) defaultResult(w http.ResponseWriter, r *http.Request) {
-	c, _ := ResultFromContext(r.Context())
-	f, _ := FlowFromContext(r.Context())
-	target := f.ReturnTo
+// showResult hands a return's result to the Result handler. The default
+// one redirects to the flow's return_to (or DonePath) with the outcome in
+// the query, and needs no request context for it.
+func (o *Onboarder) showResult(w http.ResponseWriter, r *http.Request, out *outcome) {
+	w.Header().Set("Cache-Control", "no-store")
+	if o.cfg.Result != nil {
+		o.cfg.Result.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outcomeKey{}, out)))
+		return
+	}
+	target := out.flow.ReturnTo
 	if target == "" {
 		target = o.cfg.DonePath
 	}
-	http.Redirect(w, r, ResultURL(target, c), http.StatusSeeOther)
+	http.Redirect(w, r, ResultURL(target, out.result), http.StatusSeeOther)
 }
 
 // ResultURL returns target (a same-origin path) with the outcome of c

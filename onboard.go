@@ -380,9 +380,6 @@ func New(cfg Config) (*Onboarder, error) {
 		}
 	}
 	o := &Onboarder{cfg: cfg, baseURL: base.String(), basePath: base.Path, providers: providers}
-	if o.cfg.Result == nil {
-		o.cfg.Result = http.HandlerFunc(o.defaultResult)
-	}
 	if o.cfg.Error == nil {
 		o.cfg.Error = http.HandlerFunc(o.defaultError)
 	}

@@ -575,3 +575,59 @@ func TestResultURL(t *testing.T) {
 	require.Equal(t, "/?onboard_provider=fivetran&onboard_status=abandoned",
 		onboard.ResultURL("/", onboard.Connection{Provider: "fivetran", State: onboard.Abandoned}))
 }
+
+// TestCustomResultAndErrorHandlers mounts an app's own Result and Error
+// handlers: they are given the flow, the stored connection and the error
+// through the request context.
+func TestCustomResultAndErrorHandlers(t *testing.T) {
+	type seen struct {
+		flow     onboard.Flow
+		hasFlow  bool
+		result   onboard.Connection
+		hasConn  bool
+		err      error
+		handlers string
+	}
+	var got seen
+	record := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx := r.Context()
+			got = seen{handlers: name, err: onboard.ErrorFromContext(ctx)}
+			got.flow, got.hasFlow = onboard.FlowFromContext(ctx)
+			got.result, got.hasConn = onboard.ResultFromContext(ctx)
+			w.WriteHeader(http.StatusTeapot)
+		})
+	}
+	e := newEnv(t, func(c *onboard.Config) { c.Result, c.Error = record("result"), record("error") })
+	b := e.browser("alice", "acme")
+	id := b.start("source=Salesforce&return_to=/settings")
+	back := b.finish(id, onboard.Connected)
+
+	// Another browser: refused, and the Error handler sees the flow.
+	require.Equal(t, http.StatusTeapot, e.browser("mallory", "evil").get(back).Code)
+	assert.Equal(t, "error", got.handlers)
+	assert.ErrorIs(t, got.err, onboard.ErrSessionMismatch)
+	assert.True(t, got.hasFlow)
+	assert.Equal(t, id, got.flow.ID)
+	assert.False(t, got.hasConn)
+
+	// The browser that started it: the Result handler sees both.
+	require.Equal(t, http.StatusTeapot, b.get(back).Code)
+	assert.Equal(t, "result", got.handlers)
+	assert.NoError(t, got.err)
+	assert.Equal(t, "/settings", got.flow.ReturnTo)
+	assert.True(t, got.hasConn)
+	assert.Equal(t, e.fake.ConnectionID(id), got.result.ID)
+	assert.Equal(t, onboard.Connected, got.result.State)
+
+	// A reload is shown the stored connection again.
+	require.Equal(t, http.StatusTeapot, b.get(back).Code)
+	assert.Equal(t, "result", got.handlers)
+	assert.Equal(t, e.fake.ConnectionID(id), got.result.ID)
+
+	// A start refused before any flow exists: the error alone.
+	require.Equal(t, http.StatusTeapot, b.get(e.URL()+"/connect/fake/start?return_to=https%3A%2F%2Fevil.example").Code)
+	assert.Equal(t, "error", got.handlers)
+	assert.ErrorIs(t, got.err, onboard.ErrBadReturnTo)
+	assert.False(t, got.hasFlow)
+}

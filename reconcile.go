@@ -45,7 +45,7 @@ func (o *Onboarder) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		rep.Checked++
 		c, done, err := o.reconcile(ctx, f, now)
 		if err == nil && done {
-			c = o.fill(c, *f)
+			c = o.fill(c, f)
 			err = lister.ResolveFlow(ctx, f.ID, c)
 			if errors.Is(err, ErrFlowUsed) {
 				continue // the browser came back meanwhile
