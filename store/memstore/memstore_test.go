@@ -93,6 +93,36 @@ func TestOwnerPending(t *testing.T) {
 	}
 }
 
+// TestConnectionMovesTenant saves a connection again under another
+// tenant: it leaves the first tenant's list and keeps its creation time.
+func TestConnectionMovesTenant(t *testing.T) {
+	ctx := context.Background()
+	s := memstore.New(memstore.Options{})
+	created := time.Unix(1_800_000_000, 0)
+	c := onboard.Connection{Provider: "p", ID: "c1", Owner: onboard.Owner{Tenant: "t1", User: "u"},
+		State: onboard.Connected, CreatedAt: created, UpdatedAt: created}
+	require.NoError(t, s.SaveConnection(ctx, c))
+	c.Owner.Tenant, c.CreatedAt, c.UpdatedAt = "t2", created.Add(time.Hour), created.Add(time.Hour)
+	require.NoError(t, s.SaveConnection(ctx, c))
+
+	old, err := s.Connections(ctx, "t1")
+	require.NoError(t, err)
+	require.Empty(t, old)
+	moved, err := s.Connections(ctx, "t2")
+	require.NoError(t, err)
+	require.Len(t, moved, 1)
+	require.True(t, moved[0].CreatedAt.Equal(created), "creation time kept: %v", moved[0].CreatedAt)
+	require.True(t, moved[0].UpdatedAt.Equal(c.UpdatedAt))
+	require.NoError(t, s.DeleteConnection(ctx, "t1", "p", "c1"), "the old tenant no longer owns it")
+	_, found, err := s.FindConnection(ctx, "p", "c1")
+	require.NoError(t, err)
+	require.True(t, found)
+	require.NoError(t, s.DeleteConnection(ctx, "t2", "p", "c1"))
+	_, found, err = s.FindConnection(ctx, "p", "c1")
+	require.NoError(t, err)
+	require.False(t, found)
+}
+
 // TestMemoryBounded starts half a million flows that never return, each
 // of another owner, as a flood of abandoned starts would: the store keeps
 // at most MaxFlows of them, and the heap stays bounded.

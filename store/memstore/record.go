@@ -12,7 +12,8 @@ import (
 // record is a flow as the Store keeps it: every field in one string, so a
 // stored flow is a single object without pointers, which the garbage
 // collector never has to scan. A start stores one flow for each browser
-// that may never come back, so what a flow costs the collector is what
+// that may never come back, and a return one connection (a connRecord,
+// packed the same way), so what these cost the collector is what
 // memstore costs the app under load.
 //
 // The layout is the expiry and the creation time as 8-byte big-endian
@@ -44,40 +45,42 @@ func readTime(b string) time.Time {
 // encode returns the record of f; f.ID is the key it is stored under and
 // is left out.
 func encode(f *onboard.Flow) record {
-	strs := [...]string{
-		string(f.State), f.Owner.Tenant, f.Owner.User, f.Provider, f.Source, f.Name,
-		f.ConnectionID, f.ReturnURL, f.ReturnTo, string(f.Outcome),
+	var flags byte
+	if f.Reconnect {
+		flags |= flagReconnect
 	}
-	size := recordHeader + uvarintLen(len(f.Data))
+	return record(pack(f.ExpiresAt, f.CreatedAt, flags, f.Data,
+		string(f.State), f.Owner.Tenant, f.Owner.User, f.Provider, f.Source, f.Name,
+		f.ConnectionID, f.ReturnURL, f.ReturnTo, string(f.Outcome)))
+}
+
+// pack lays out two times, a flags byte, strs and data as a record of
+// either kind does.
+func pack(t0, t1 time.Time, flags byte, data map[string]string, strs ...string) string {
+	size := recordHeader + uvarintLen(len(data))
 	for _, s := range strs {
 		size += uvarintLen(len(s)) + len(s)
 	}
-	for k, v := range f.Data {
+	for k, v := range data {
 		size += uvarintLen(len(k)) + len(k) + uvarintLen(len(v)) + len(v)
 	}
 	var b strings.Builder
 	b.Grow(size)
 	var buf [recordHeader]byte
-	h := appendTime(buf[:0], f.ExpiresAt)
-	h = appendTime(h, f.CreatedAt)
-	var flags byte
-	if f.Reconnect {
-		flags |= flagReconnect
-	}
-	b.Write(append(h, flags))
+	b.Write(append(appendTime(appendTime(buf[:0], t0), t1), flags))
 	appendLen := func(n int) { b.Write(binary.AppendUvarint(buf[:0], uint64(n))) }
 	for _, s := range strs {
 		appendLen(len(s))
 		b.WriteString(s)
 	}
-	appendLen(len(f.Data))
-	for k, v := range f.Data {
+	appendLen(len(data))
+	for k, v := range data {
 		appendLen(len(k))
 		b.WriteString(k)
 		appendLen(len(v))
 		b.WriteString(v)
 	}
-	return record(b.String())
+	return b.String()
 }
 
 // uvarintLen is the length of n's uvarint encoding.
@@ -109,7 +112,17 @@ func (r record) decode(id string) onboard.Flow {
 		CreatedAt: readTime(string(r[8:])),
 		Reconnect: r[16]&flagReconnect != 0,
 	}
-	rest := string(r[recordHeader:])
+	f.Data = unpack(string(r),
+		(*string)(&f.State), &f.Owner.Tenant, &f.Owner.User, &f.Provider, &f.Source, &f.Name,
+		&f.ConnectionID, &f.ReturnURL, &f.ReturnTo, (*string)(&f.Outcome))
+	return f
+}
+
+// unpack reads the strings of a packed record r into ptrs and returns
+// its data, nil when it has none. A damaged record reads as empty
+// strings from the damage on.
+func unpack(r string, ptrs ...*string) map[string]string {
+	rest := r[recordHeader:]
 	next := func() string {
 		n, w := uvarint(rest)
 		if w <= 0 || n > uint64(len(rest)-w) {
@@ -120,22 +133,66 @@ func (r record) decode(id string) onboard.Flow {
 		rest = rest[w+int(n):]
 		return s
 	}
-	for _, p := range [...]*string{
-		(*string)(&f.State), &f.Owner.Tenant, &f.Owner.User, &f.Provider, &f.Source, &f.Name,
-		&f.ConnectionID, &f.ReturnURL, &f.ReturnTo, (*string)(&f.Outcome),
-	} {
+	for _, p := range ptrs {
 		*p = next()
 	}
 	n, w := uvarint(rest)
-	if w > 0 && n > 0 {
-		rest = rest[w:]
-		f.Data = make(map[string]string, min(n, 64))
-		for range n {
-			k := next()
-			f.Data[k] = next()
-		}
+	if w <= 0 || n == 0 {
+		return nil
 	}
-	return f
+	rest = rest[w:]
+	data := make(map[string]string, min(n, 64))
+	for range n {
+		k := next()
+		data[k] = next()
+	}
+	return data
+}
+
+// connRecord is a connection as the Store keeps it, packed as a record
+// is: its update and creation times, then its strings. Its provider and
+// id are in the key it is stored under (see connKey).
+type connRecord string
+
+func encodeConn(c *onboard.Connection) connRecord {
+	return connRecord(pack(c.UpdatedAt, c.CreatedAt, 0, nil,
+		c.Owner.Tenant, c.Owner.User, c.Name, c.Source, string(c.State), c.Message, c.FlowID))
+}
+
+func (r connRecord) created() time.Time { return readTime(string(r[8:])) }
+
+// tenant returns the connection's tenant without decoding the rest.
+func (r connRecord) tenant() string {
+	var t string
+	unpack(string(r), &t)
+	return t
+}
+
+func (r connRecord) decode(k connKey) onboard.Connection {
+	c := onboard.Connection{UpdatedAt: readTime(string(r)), CreatedAt: readTime(string(r[8:]))}
+	c.Provider, c.ID = k.split()
+	unpack(string(r),
+		&c.Owner.Tenant, &c.Owner.User, &c.Name, &c.Source, (*string)(&c.State), &c.Message, &c.FlowID)
+	return c
+}
+
+// connKey is a connection's provider and id in one string: the length of
+// the provider as a uvarint, the provider, then the id. Any two strings
+// give a distinct key.
+type connKey string
+
+func makeConnKey(provider, id string) connKey {
+	var buf [binary.MaxVarintLen64]byte
+	n := binary.PutUvarint(buf[:], uint64(len(provider)))
+	return connKey(string(buf[:n]) + provider + id)
+}
+
+func (k connKey) split() (provider, id string) {
+	n, w := uvarint(string(k))
+	if w <= 0 || n > uint64(len(k)-w) {
+		return "", ""
+	}
+	return string(k[w : w+int(n)]), string(k[w+int(n):])
 }
 
 // uvarint is binary.Uvarint for a string, which it cannot take without a

@@ -61,6 +61,16 @@ func FuzzRecord(f *testing.F) {
 		if d := cmp.Diff(fl, r.decode("id"), cmpopts.EquateApproxTime(time.Microsecond)); d != "" {
 			t.Fatalf("round trip (-want +got):\n%s", d)
 		}
+		c := onboard.Connection{Provider: source, ID: returnURL, Owner: fl.Owner, Name: k, Source: v,
+			State: onboard.Failed, Message: k + v, FlowID: "id", CreatedAt: fl.CreatedAt, UpdatedAt: fl.ExpiresAt}
+		key := makeConnKey(c.Provider, c.ID)
+		cr := encodeConn(&c)
+		if d := cmp.Diff(c, cr.decode(key), cmpopts.EquateApproxTime(time.Microsecond)); d != "" {
+			t.Fatalf("connection round trip (-want +got):\n%s", d)
+		}
+		if cr.tenant() != tenant {
+			t.Fatalf("tenant() = %q, want %q", cr.tenant(), tenant)
+		}
 		if cut < 0 {
 			cut = -cut
 		}
@@ -68,5 +78,22 @@ func FuzzRecord(f *testing.F) {
 			_ = r[:cut].decode("id") // truncated: must not panic
 			_ = r[:cut].state()
 		}
+		if n := len(cr); n > recordHeader {
+			_ = cr[:recordHeader+cut%(n-recordHeader)].decode(key) // truncated: must not panic
+		}
 	})
+}
+
+func TestConnKey(t *testing.T) {
+	keys := map[connKey]bool{}
+	for _, pid := range [][2]string{{"ab", "c"}, {"a", "bc"}, {"", "abc"}, {"abc", ""}, {"a\x00", "b"}, {"a", "\x00b"}} {
+		k := makeConnKey(pid[0], pid[1])
+		if keys[k] {
+			t.Fatalf("key of %q is not distinct", pid)
+		}
+		keys[k] = true
+		if p, id := k.split(); p != pid[0] || id != pid[1] {
+			t.Fatalf("split(%q) = %q, %q; want %q", k, p, id, pid)
+		}
+	}
 }
