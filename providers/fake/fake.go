@@ -40,7 +40,11 @@ type Provider struct {
 
 	name string
 	mu   sync.Mutex
-	recs map[string]record // by flow id
+	// begun holds the return URL of each new-connection flow until its
+	// hosted page is finished; recs holds every other flow. Most starts
+	// are never finished, so they cost one string-to-string entry.
+	begun map[string]string
+	recs  map[string]record // by flow id
 	// next errors, consumed by the next call
 	beginErr, completeErr []error
 	begins, completes     int
@@ -55,7 +59,7 @@ type record struct {
 
 // New returns a fake provider with this name.
 func New(name string) *Provider {
-	return &Provider{name: name, recs: make(map[string]record)}
+	return &Provider{name: name, begun: make(map[string]string), recs: make(map[string]record)}
 }
 
 // Name returns the provider's name.
@@ -113,7 +117,11 @@ func (p *Provider) Begin(ctx context.Context, f *onboard.Flow) (string, error) {
 		return "", err
 	}
 	// A new connection's id is made when the hosted page creates it.
-	p.recs[f.ID] = record{returnURL: f.ReturnURL, connID: f.ConnectionID}
+	if f.ConnectionID == "" {
+		p.begun[f.ID] = f.ReturnURL
+	} else {
+		p.recs[f.ID] = record{returnURL: f.ReturnURL, connID: f.ConnectionID}
+	}
 	base := p.URL
 	if base == "" {
 		base = "https://fake.invalid"
@@ -121,15 +129,25 @@ func (p *Provider) Begin(ctx context.Context, f *onboard.Flow) (string, error) {
 	return base + "/hosted?flow=" + url.QueryEscape(f.ID), nil
 }
 
+// lookup returns the record of a flow. Called with p.mu held.
+func (p *Provider) lookup(flowID string) (record, bool) {
+	if r, ok := p.recs[flowID]; ok {
+		return r, true
+	}
+	u, ok := p.begun[flowID]
+	return record{returnURL: u}, ok
+}
+
 // Finish plays the user on the hosted page: it records the outcome of the
 // flow and returns the URL the browser is sent back to.
 func (p *Provider) Finish(flowID string, outcome onboard.State) (string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	r, ok := p.recs[flowID]
+	r, ok := p.lookup(flowID)
 	if !ok {
 		return "", fmt.Errorf("fake: unknown flow %q", flowID)
 	}
+	delete(p.begun, flowID)
 	r.outcome, r.visited = outcome, true
 	if r.connID == "" && outcome != onboard.Abandoned {
 		r.connID = randomID()
@@ -148,7 +166,7 @@ func (p *Provider) Finish(flowID string, outcome onboard.State) (string, error) 
 func (p *Provider) ConnectionID(flowID string) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if r, ok := p.recs[flowID]; ok {
+	if r, ok := p.lookup(flowID); ok {
 		return r.connID
 	}
 	return ""
@@ -167,7 +185,7 @@ func (p *Provider) Complete(ctx context.Context, f *onboard.Flow, ret url.Values
 	if err := ctx.Err(); err != nil {
 		return onboard.Connection{}, err
 	}
-	r, ok := p.recs[f.ID]
+	r, ok := p.lookup(f.ID)
 	if !ok {
 		return onboard.Connection{}, fmt.Errorf("%w: the provider has no record of flow %s", onboard.ErrForged, f.ID)
 	}
@@ -193,7 +211,7 @@ func (p *Provider) Reconcile(ctx context.Context, f *onboard.Flow) (onboard.Conn
 	if err := pop(&p.completeErr); err != nil {
 		return onboard.Connection{}, false, err
 	}
-	r, ok := p.recs[f.ID]
+	r, ok := p.lookup(f.ID)
 	if ok && r.visited && r.outcome != onboard.Abandoned {
 		return onboard.Connection{ID: r.connID, State: r.outcome}, true, nil
 	}

@@ -10,6 +10,7 @@ package memstore
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
@@ -45,7 +46,8 @@ type Store struct {
 	opt       Options
 	mu        sync.Mutex
 	flows     map[string]record
-	pending   map[onboard.Owner]string // ids of each owner's pending flows, joined by idSep
+	pending   map[uint64]string // ids of each owner's pending flows, joined by idSep, by ownerKey
+	seed      maphash.Seed
 	conns     map[connKey]connRecord
 	byTenant  map[string][]connKey // the keys of conns, by tenant
 	lastSweep time.Time
@@ -74,7 +76,8 @@ func New(opt Options) *Store {
 	return &Store{
 		opt:      opt,
 		flows:    make(map[string]record),
-		pending:  make(map[onboard.Owner]string),
+		pending:  make(map[uint64]string),
+		seed:     maphash.MakeSeed(),
 		conns:    make(map[connKey]connRecord),
 		byTenant: make(map[string][]connKey),
 	}
@@ -101,18 +104,25 @@ const idSep = "\x00"
 // unpend removes a flow from its owner's pending ids. Called with s.mu
 // held.
 func (s *Store) unpend(owner onboard.Owner, id string) {
-	p, ok := s.pending[owner]
+	k := s.ownerKey(owner)
+	p, ok := s.pending[k]
 	switch {
 	case !ok:
 	case p == id:
-		delete(s.pending, owner)
+		delete(s.pending, k)
 	default:
 		ids := strings.Split(p, idSep)
 		if i := slices.Index(ids, id); i >= 0 {
-			s.pending[owner] = strings.Join(slices.Delete(ids, i, i+1), idSep)
+			s.pending[k] = strings.Join(slices.Delete(ids, i, i+1), idSep)
 		}
 	}
 }
+
+// ownerKey is the key of an owner's pending flows: a seeded 64-bit hash,
+// so the index holds no pointers to scan. Two owners share a list only
+// if their hashes collide, which among a million owners happens with a
+// chance of about one in 37 million; they then share one cap.
+func (s *Store) ownerKey(o onboard.Owner) uint64 { return maphash.Comparable(s.seed, o) }
 
 // CreateFlow saves a new pending flow.
 func (s *Store) CreateFlow(ctx context.Context, f onboard.Flow) error {
@@ -136,7 +146,8 @@ func (s *Store) CreateFlow(ctx context.Context, f onboard.Flow) error {
 	if len(s.flows) >= s.opt.MaxFlows {
 		return fmt.Errorf("%w: %d flows in memory", onboard.ErrTooManyFlows, len(s.flows))
 	}
-	p, has := s.pending[f.Owner]
+	ok := s.ownerKey(f.Owner)
+	p, has := s.pending[ok]
 	if has && strings.Count(p, idSep)+1 >= s.opt.MaxFlowsPerOwner {
 		// Expired flows no longer count; they stay in s.flows until swept.
 		ids := slices.DeleteFunc(strings.Split(p, idSep), func(id string) bool { return !now.Before(s.flows[id].expires()) })
@@ -148,9 +159,9 @@ func (s *Store) CreateFlow(ctx context.Context, f onboard.Flow) error {
 	f.State = onboard.FlowPending
 	s.flows[f.ID] = encode(&f)
 	if has {
-		s.pending[f.Owner] = p + idSep + f.ID
+		s.pending[ok] = p + idSep + f.ID
 	} else {
-		s.pending[f.Owner] = f.ID
+		s.pending[ok] = f.ID
 	}
 	return nil
 }
