@@ -95,12 +95,9 @@ func (r record) created() time.Time { return readTime(string(r[8:])) }
 // state returns the flow's state, the first string, without decoding the
 // rest.
 func (r record) state() onboard.FlowState {
-	rest := string(r[recordHeader:])
-	n, w := uvarint(rest)
-	if w <= 0 || n > uint64(len(rest)-w) {
-		return ""
-	}
-	return onboard.FlowState(rest[w : w+int(n)])
+	var state string
+	unpack(string(r), &state)
+	return onboard.FlowState(state)
 }
 
 // decode returns the flow stored under id. The strings of the flow share
@@ -112,30 +109,38 @@ func (r record) decode(id string) onboard.Flow {
 		CreatedAt: readTime(string(r[8:])),
 		Reconnect: r[16]&flagReconnect != 0,
 	}
-	f.Data = unpack(string(r),
+	f.Data = unpackData(unpack(string(r),
 		(*string)(&f.State), &f.Owner.Tenant, &f.Owner.User, &f.Provider, &f.Source, &f.Name,
-		&f.ConnectionID, &f.ReturnURL, &f.ReturnTo, (*string)(&f.Outcome))
+		&f.ConnectionID, &f.ReturnURL, &f.ReturnTo, (*string)(&f.Outcome)))
 	return f
 }
 
-// unpack reads the strings of a packed record r into ptrs and returns
-// its data, nil when it has none. A damaged record reads as empty
-// strings from the damage on.
-func unpack(r string, ptrs ...*string) map[string]string {
-	rest := r[recordHeader:]
-	next := func() string {
-		n, w := uvarint(rest)
-		if w <= 0 || n > uint64(len(rest)-w) {
-			rest = ""
-			return ""
-		}
-		s := rest[w : w+int(n)]
-		rest = rest[w+int(n):]
-		return s
+// cut reads one length-prefixed string off the front of *rest. Damaged
+// input reads as empty strings from the damage on.
+func cut(rest *string) string {
+	n, w := uvarint(*rest)
+	if w <= 0 || n > uint64(len(*rest)-w) {
+		*rest = ""
+		return ""
 	}
+	s := (*rest)[w : w+int(n)]
+	*rest = (*rest)[w+int(n):]
+	return s
+}
+
+// unpack reads the first strings of a packed record r into ptrs and
+// returns what follows them.
+func unpack(r string, ptrs ...*string) (rest string) {
+	rest = r[recordHeader:]
 	for _, p := range ptrs {
-		*p = next()
+		*p = cut(&rest)
 	}
+	return rest
+}
+
+// unpackData reads the Data entries that follow a flow's strings: nil
+// when there are none.
+func unpackData(rest string) map[string]string {
 	n, w := uvarint(rest)
 	if w <= 0 || n == 0 {
 		return nil
@@ -143,8 +148,8 @@ func unpack(r string, ptrs ...*string) map[string]string {
 	rest = rest[w:]
 	data := make(map[string]string, min(n, 64))
 	for range n {
-		k := next()
-		data[k] = next()
+		k := cut(&rest)
+		data[k] = cut(&rest)
 	}
 	return data
 }
@@ -188,11 +193,9 @@ func makeConnKey(provider, id string) connKey {
 }
 
 func (k connKey) split() (provider, id string) {
-	n, w := uvarint(string(k))
-	if w <= 0 || n > uint64(len(k)-w) {
-		return "", ""
-	}
-	return string(k[w : w+int(n)]), string(k[w+int(n):])
+	id = string(k)
+	provider = cut(&id)
+	return provider, id
 }
 
 // uvarint is binary.Uvarint for a string, which it cannot take without a
