@@ -7,149 +7,336 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // callback handles the browser's return from the provider's hosted page:
 //
 //	GET {prefix}/{provider}/return/{flow}?...
 //
-// It refuses, in this order: a malformed flow id or query, an unknown
-// flow or one of another provider, a flow bound to another browser
-// session (a completed one there is a replay: 409), a flow of another
-// owner, an expired flow, and a result the provider's API does not
-// confirm. A completed flow returned to in the session that started it
-// is shown its result again. Otherwise it completes the flow and saves
-// the connection in one atomic step of the store: of concurrent returns,
-// exactly one stores a connection.
+// One path from the flow id to a verified outcome. It refuses, in this
+// order: a malformed query or flow id; an unknown flow or one of another
+// provider; a flow started in another browser (and within its lifetime
+// quarantines what that flow made); a flow of another owner; an expired
+// flow (410 with a way to start again); and a result the provider's API
+// does not confirm. A done flow returned to in its own browser is shown
+// its result again. Otherwise the store completes the flow and saves the
+// connection in one atomic step: of concurrent returns, exactly one stores
+// a connection.
 func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	provider := r.PathValue("provider")
-	p, ok := o.providers[provider]
-	if !ok {
-		o.fail(w, r, ErrUnknownProvider)
-		return
-	}
-	id := r.PathValue("flow")
-	if !validFlowID(id) {
-		o.fail(w, r, ErrNoFlow)
-		return
-	}
 	ret, err := returnParams(r.URL.RawQuery)
 	if err != nil {
-		o.fail(w, r, err, "flow", id)
+		o.fail(w, r, nil, err)
 		return
 	}
-	// out carries the flow to the Error handler and, once set below, the
-	// result to the Result handler.
-	out := new(outcome)
-	f := &out.flow
-	var found bool
-	if *f, found, err = o.cfg.Store.Flow(ctx, id); err != nil {
-		o.fail(w, r, fmt.Errorf("%w: %v", ErrStore, err), "flow", id)
+	ctx, cancel := o.deadline(r)
+	defer cancel()
+	p, f := o.requestFlow(ctx, w, r, true)
+	if f == nil {
 		return
 	}
-	if !found || f.Provider != provider {
-		o.fail(w, r, ErrUnknownFlow, "flow", id)
-		return
-	}
-	out.hasFlow = true
-	bound, err := o.cfg.Sessions.Bound(ctx, f.ID)
-	if err != nil {
-		o.failFlow(w, r, out, asKind(err, ErrStore), "flow", id)
-		return
-	}
-	if !bound {
-		if f.State == FlowDone {
-			o.failFlow(w, r, out, ErrFlowUsed, "flow", id) // a replay from elsewhere
-			return
-		}
-		o.failFlow(w, r, out, ErrSessionMismatch, "flow", id)
-		return
-	}
-	owner, err := o.owner(r)
-	if err != nil {
-		o.failFlow(w, r, out, err, "flow", id)
-		return
-	}
-	if owner != f.Owner {
-		o.failFlow(w, r, out, ErrOwnerMismatch, "flow", id)
-		return
-	}
+	id := f.ID
 	if f.State == FlowDone {
-		if f.Expired(o.cfg.Now()) {
-			o.failFlow(w, r, out, ErrFlowUsed, "flow", id)
+		// A reload, or a return after the flow was settled without its
+		// browser: show the stored result again; nothing is stored, no
+		// hook fires. A settled flow's page may have been finished since
+		// (CData's link outlives an eviction): remove what that made.
+		if !f.Reconnect && (f.Outcome == Abandoned || f.Outcome == Revoked) {
+			o.cleanup(ctx, *f)
+		}
+		o.showResult(w, r, f)
+		return
+	}
+	pctx, end := o.tel.provider(ctx, f.Provider, "Complete")
+	c, err := p.Complete(pctx, *f, ret)
+	err = classify(err, ErrProvider)
+	end(err)
+	if err != nil {
+		o.fail(w, r, f, err, "flow", id)
+		return
+	}
+	c = o.fill(c, *f)
+	cleanup := c.ID == "" && !f.Reconnect // nothing attached: remove what the flow made
+	if err := o.cfg.Store.CompleteFlow(ctx, f.ID, c, cleanup); err != nil {
+		if errors.Is(err, ErrFlowUsed) { // a concurrent return won
+			o.showDone(ctx, w, r, f.ID)
 			return
 		}
-		// A reload, or the reconciler settled the flow while the user was
-		// still on the provider's page: show the stored result again.
-		o.showAgain(w, r, out)
+		o.fail(w, r, f, classify(err, ErrStore), "flow", id, "connection", c.ID)
 		return
 	}
-	if f.State == FlowExpired || f.Expired(o.cfg.Now()) {
-		o.release(ctx, f.ID)
-		o.failFlow(w, r, out, ErrFlowExpired, "flow", id)
-		return
-	}
-	c, err := p.Complete(ctx, f, ret)
-	if err != nil {
-		o.failFlow(w, r, out, asKind(err, ErrProvider), "flow", id)
-		return
-	}
-	c = o.fill(c, f)
-	if err := o.cfg.Store.CompleteFlow(ctx, f.ID, c); err != nil {
-		o.failFlow(w, r, out, asKind(err, ErrStore), "flow", id, "connection", c.ID)
-		return
-	}
-	// The binding stays until the flow expires: a reload in this session
-	// is shown the same result (showAgain) and stores nothing, and keeping
-	// it saves a session write on every return.
+	o.tel.flow(ctx, o.tel.completed, f.Provider, c.State)
 	if o.cfg.Logger.Enabled(ctx, slog.LevelInfo) {
 		o.cfg.Logger.InfoContext(ctx, "onboard: flow completed", "flow", f.ID, "provider", f.Provider,
 			"tenant", f.Owner.Tenant, "connection", c.ID, "state", c.State)
 	}
-	o.cfg.Hooks.fire(ctx, c)
-	out.result, out.hasResult = c, true
-	o.showResult(w, r, out)
+	if cleanup {
+		f.State, f.Outcome = FlowDone, c.State
+		o.cleanup(ctx, *f)
+	}
+	o.cfg.Hooks.fire(ctx, c, false)
+	f.State, f.Outcome, f.Message, f.ConnectionID = FlowDone, c.State, c.Message, c.ID
+	o.showResultOf(w, r, f, c)
 }
 
-// showAgain answers a return of a flow that is already done, in the
-// session that started it and by its owner, with the stored result. It
-// stores nothing and fires no hook.
-func (o *Onboarder) showAgain(w http.ResponseWriter, r *http.Request, out *outcome) {
-	ctx, f := r.Context(), &out.flow
-	c := Connection{Provider: f.Provider, Owner: f.Owner, State: f.Outcome, FlowID: f.ID, Source: f.Source, Name: f.Name}
-	if f.ConnectionID != "" {
-		stored, found, err := o.cfg.Store.Connection(ctx, f.Owner.Tenant, f.Provider, f.ConnectionID)
+// requestFlow reads the provider and the flow of a request's path, loads
+// the flow and checks that this request may use it (checkFlow, with
+// quarantine). When it may not, requestFlow answers the request itself
+// and returns a nil flow.
+func (o *Onboarder) requestFlow(ctx context.Context, w http.ResponseWriter, r *http.Request, quarantine bool) (Provider, *Flow) {
+	p, ok := o.providers[r.PathValue("provider")]
+	if !ok {
+		o.fail(w, r, nil, ErrUnknownProvider)
+		return nil, nil
+	}
+	id := r.PathValue("flow")
+	if !validFlowID(id) {
+		o.fail(w, r, nil, ErrBadFlowID)
+		return nil, nil
+	}
+	f, err := o.loadFlow(ctx, p.Name(), id)
+	if err == nil {
+		err = o.checkFlow(ctx, r, f, quarantine)
+	}
+	if err != nil {
+		o.fail(w, r, f, err, "flow", id)
+		return nil, nil
+	}
+	return p, f
+}
+
+// loadFlow loads flow id of provider. The flow is returned whenever it
+// was loaded, for the error page.
+func (o *Onboarder) loadFlow(ctx context.Context, provider, id string) (*Flow, error) {
+	f, found, err := o.cfg.Store.Flow(ctx, id)
+	if err != nil {
+		return nil, classify(err, ErrStore)
+	}
+	if !found || f.Provider != provider {
+		return nil, ErrUnknownFlow
+	}
+	return &f, nil
+}
+
+// checkFlow checks that flow f may be used by this request: the browser
+// is the one that started it, the owner is the one signed in now, and it
+// has not expired (unless it is done: its result can still be shown).
+// With quarantine, a flow within its lifetime seen in another browser has
+// what it made quarantined.
+func (o *Onboarder) checkFlow(ctx context.Context, r *http.Request, f *Flow, quarantine bool) error {
+	now := o.cfg.Now()
+	if f.Browser == "" {
+		// A flow made before flows kept their browser (an upgrade): no
+		// browser can prove it started it. It is settled by the runner.
+		return ErrFlowExpired
+	}
+	key, err := o.browserKey(ctx, false)
+	if err != nil {
+		return err
+	}
+	if !sameBrowser(*f, key) {
+		if f.Expired(now) {
+			return ErrFlowExpired
+		}
+		if quarantine {
+			if err := o.quarantine(ctx, *f); err != nil {
+				o.cfg.Logger.ErrorContext(ctx, "onboard: security: quarantine incomplete; the runner retries the provider cleanup",
+					"security", true, "flow", f.ID, "err", err)
+			}
+		}
+		return ErrOtherBrowser
+	}
+	owner, err := o.owner(r)
+	if err != nil {
+		return err
+	}
+	if owner != f.Owner {
+		return ErrOwnerMismatch
+	}
+	if f.State != FlowDone && f.Expired(now) {
+		return ErrFlowExpired
+	}
+	return nil
+}
+
+// result is what flow f produced: its stored connection when it attached
+// one (with the state it has now), or the outcome kept with the flow.
+func (o *Onboarder) result(ctx context.Context, f Flow) (Connection, error) {
+	c := Connection{Provider: f.Provider, ID: f.ConnectionID, Owner: f.Owner, Name: f.Name, Source: f.Source,
+		State: f.Outcome, Message: f.Message, FlowID: f.ID}
+	if f.Outcome == Abandoned || f.Outcome == Revoked {
+		c.ID = ""
+	}
+	if c.ID == "" {
+		return c, nil
+	}
+	stored, found, err := o.cfg.Store.FindConnection(ctx, f.Provider, c.ID)
+	if err != nil {
+		return c, classify(err, ErrStore)
+	}
+	if found && stored.Owner.Tenant == f.Owner.Tenant {
+		return stored, nil
+	}
+	return c, nil
+}
+
+// showDone shows the result of a flow that another request completed.
+func (o *Onboarder) showDone(ctx context.Context, w http.ResponseWriter, r *http.Request, id string) {
+	f, found, err := o.cfg.Store.Flow(ctx, id)
+	if err == nil && !found {
+		err = ErrUnknownFlow
+	}
+	if err != nil {
+		o.fail(w, r, nil, classify(err, ErrStore), "flow", id)
+		return
+	}
+	o.showResult(w, r, &f)
+}
+
+// showResult shows the stored result of a done flow.
+func (o *Onboarder) showResult(w http.ResponseWriter, r *http.Request, f *Flow) {
+	ctx, cancel := o.deadline(r)
+	defer cancel()
+	c, err := o.result(ctx, *f)
+	if err != nil {
+		o.fail(w, r, f, err, "flow", f.ID)
+		return
+	}
+	o.showResultOf(w, r, f, c)
+}
+
+// showResultOf hands a return's result to the Result handler. The default
+// one redirects to the flow's return_to (or DonePath) with onboard_flow. A
+// return in a popup gets the popup page instead.
+func (o *Onboarder) showResultOf(w http.ResponseWriter, r *http.Request, f *Flow, c Connection) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	if isPopup(r) {
+		o.popupPage(w, r, popupMessage{Type: "onboard", Flow: f.ID, Provider: f.Provider, State: string(c.State),
+			Connection: c.ID, Name: c.Name, Source: c.Source, Message: c.Message}, resultURL(o.target(f), f.ID))
+		return
+	}
+	if o.cfg.Result != nil {
+		out := &outcome{flow: *f, hasFlow: true, result: c, hasResult: true}
+		o.cfg.Result.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outcomeKey{}, out)))
+		return
+	}
+	http.Redirect(w, r, resultURL(o.target(f), f.ID), http.StatusSeeOther)
+}
+
+// target is the same-origin path shown after flow f: its return_to, or
+// DonePath.
+func (o *Onboarder) target(f *Flow) string {
+	if f.ReturnTo != "" {
+		return f.ReturnTo
+	}
+	return o.cfg.DonePath
+}
+
+// isPopup reports whether r came to the popup form of the return route.
+func isPopup(r *http.Request) bool { return strings.Contains(r.Pattern, "/popup/") }
+
+// statusAnswer is the JSON of the status endpoint, and what the popup page
+// posts to the window that opened it.
+type popupMessage struct {
+	Type       string `json:"type"` // always "onboard"
+	Flow       string `json:"flow"`
+	Provider   string `json:"provider"`
+	State      string `json:"state"` // pending, connected, failed, abandoned, revoked; error for a refusal
+	Connection string `json:"connection,omitempty"`
+	Name       string `json:"name,omitempty"`
+	Source     string `json:"source,omitempty"`
+	Message    string `json:"message,omitempty"`
+	Status     int    `json:"status,omitempty"` // of a refusal
+}
+
+// status answers GET {prefix}/{provider}/status/{flow}: the flow's
+// verified state as JSON, only to the browser that started it, signed in
+// as its owner.
+func (o *Onboarder) status(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := o.deadline(r)
+	defer cancel()
+	_, f := o.requestFlow(ctx, w, r, false)
+	if f == nil {
+		return
+	}
+	id := f.ID
+	msg := popupMessage{Type: "onboard", Flow: f.ID, Provider: f.Provider, State: string(FlowPending), Source: f.Source, Name: f.Name}
+	if f.State == FlowDone {
+		c, err := o.result(ctx, *f)
 		if err != nil {
-			o.failFlow(w, r, out, fmt.Errorf("%w: %v", ErrStore, err), "flow", f.ID)
+			o.fail(w, r, f, err, "flow", id)
 			return
 		}
-		if found {
-			c = stored
-		}
+		msg.State, msg.Connection, msg.Name, msg.Source, msg.Message = string(c.State), c.ID, c.Name, c.Source, c.Message
 	}
-	out.result, out.hasResult = c, true
-	o.showResult(w, r, out)
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, msg)
 }
 
-// fill completes what a provider left out of a connection from its flow.
-func (o *Onboarder) fill(c Connection, f *Flow) Connection {
-	now := o.cfg.Now()
-	c.Provider, c.Owner, c.FlowID = f.Provider, f.Owner, f.ID
-	if c.Source == "" {
-		c.Source = f.Source
+// resultParam is the query parameter that carries a flow id to the page
+// shown after a return; [Onboarder.Outcome] reads it.
+const resultParam = "onboard_flow"
+
+// resultURL returns target (a same-origin path) with onboard_flow=id in
+// its query, after removing every onboard_* parameter already there, so a
+// crafted return_to cannot smuggle a result in. A fragment stays last.
+func resultURL(target, id string) string {
+	frag := ""
+	if i := strings.IndexByte(target, '#'); i >= 0 {
+		target, frag = target[:i], target[i:]
 	}
-	if c.Name == "" {
-		c.Name = f.Name
+	path, query, _ := strings.Cut(target, "?")
+	var kept []string
+	for _, kv := range strings.Split(query, "&") {
+		if kv == "" {
+			continue
+		}
+		k, _, _ := strings.Cut(kv, "=")
+		if uk, err := url.QueryUnescape(k); err == nil && strings.HasPrefix(strings.ToLower(uk), "onboard_") {
+			continue
+		}
+		if strings.HasPrefix(strings.ToLower(k), "onboard_") {
+			continue
+		}
+		kept = append(kept, kv)
 	}
-	if c.State == "" {
-		c.State = Failed
+	kept = append(kept, resultParam+"="+id)
+	return path + "?" + strings.Join(kept, "&") + frag
+}
+
+// Outcome returns the verified result of the flow named by the request's
+// onboard_flow parameter: the connection it stored (with its state now),
+// or its abandoned or revoked outcome. It answers only the browser that
+// started the flow, signed in as its owner, and only once the flow is
+// done (ErrFlowPending before). Pages shown after a return read the
+// outcome here, never from other query parameters: a crafted link can
+// name a flow, but not one that is this browser's. Errors have kinds
+// ([StatusCode], [Message]); ErrNoFlow means the request names no flow.
+func (o *Onboarder) Outcome(r *http.Request) (Connection, error) {
+	ids := r.URL.Query()[resultParam]
+	switch {
+	case len(ids) == 0 || ids[0] == "":
+		return Connection{}, ErrNoFlow
+	case len(ids) > 1 || !validFlowID(ids[0]):
+		return Connection{}, ErrBadFlowID
 	}
-	if c.CreatedAt.IsZero() {
-		c.CreatedAt = now
+	ctx, cancel := o.deadline(r)
+	defer cancel()
+	f, found, err := o.cfg.Store.Flow(ctx, ids[0])
+	if err != nil {
+		return Connection{}, classify(err, ErrStore)
 	}
-	c.UpdatedAt = now
-	return c
+	if !found {
+		return Connection{}, ErrUnknownFlow
+	}
+	if err := o.checkFlow(ctx, r, &f, false); err != nil {
+		return Connection{}, err
+	}
+	if f.State != FlowDone {
+		return Connection{}, ErrFlowPending
+	}
+	return o.result(ctx, f)
 }
 
 // returnParams parses the query of a return, refusing oversized or
@@ -168,79 +355,73 @@ func returnParams(raw string) (url.Values, error) {
 	return v, nil
 }
 
-// maxWebhookBytes bounds a webhook delivery's body.
-const maxWebhookBytes = 64 << 10
-
-// webhook applies a provider's event delivery to the stored connections.
-// It answers 200 once every event is applied (or ignored: an unknown
-// connection, a stale or duplicate event), 401 for a bad signature, 413
-// for an oversized body, and 503 when the store fails, so that the
-// provider delivers again later.
-func (o *Onboarder) webhook(w http.ResponseWriter, r *http.Request) {
-	p, ok := o.providers[r.PathValue("provider")]
-	if !ok {
-		http.NotFound(w, r)
-		return
-	}
-	wr, ok := p.(WebhookReceiver)
-	if !ok {
-		http.NotFound(w, r)
-		return
-	}
-	ctx := r.Context()
-	r.Body = http.MaxBytesReader(w, r.Body, maxWebhookBytes)
-	events, err := wr.Webhook(r)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		code := http.StatusBadRequest
-		switch {
-		case errors.As(err, &tooBig):
-			code = http.StatusRequestEntityTooLarge
-		case errors.Is(err, ErrWebhook):
-			code = http.StatusUnauthorized
-		}
-		o.cfg.Logger.WarnContext(ctx, "onboard: webhook refused", "provider", p.Name(), "status", code, "err", err)
-		http.Error(w, http.StatusText(code), code)
-		return
-	}
-	finder := o.cfg.Store.(ConnectionFinder) // checked by New
-	for _, ev := range events {
-		if err := o.apply(ctx, finder, p.Name(), ev); err != nil {
-			o.cfg.Logger.ErrorContext(ctx, "onboard: webhook event not stored", "provider", p.Name(), "connection", ev.ConnectionID, "err", err)
-			http.Error(w, "store unavailable, deliver again later", http.StatusServiceUnavailable)
-			return
-		}
-	}
-	w.WriteHeader(http.StatusOK)
+// outcome is what the handlers tell the Result and Error handlers: the
+// flow a request was for, the connection it produced and the error it was
+// refused with. It travels as one context value.
+type outcome struct {
+	flow      Flow
+	hasFlow   bool
+	result    Connection
+	hasResult bool
+	err       error
 }
 
-// apply stores one event. Stale and duplicate events change nothing.
-func (o *Onboarder) apply(ctx context.Context, finder ConnectionFinder, provider string, ev Event) error {
-	c, found, err := finder.FindConnection(ctx, provider, ev.ConnectionID)
-	if err != nil {
-		return err
+type outcomeKey struct{}
+
+func outcomeOf(ctx context.Context) *outcome {
+	out, _ := ctx.Value(outcomeKey{}).(*outcome)
+	return out
+}
+
+// withOutcome returns ctx carrying a copy of its outcome changed by set.
+func withOutcome(ctx context.Context, set func(*outcome)) context.Context {
+	var out outcome
+	if old := outcomeOf(ctx); old != nil {
+		out = *old
 	}
-	if !found {
-		o.cfg.Logger.InfoContext(ctx, "onboard: webhook for an unknown connection ignored", "provider", provider, "connection", ev.ConnectionID)
-		return nil
+	set(&out)
+	return context.WithValue(ctx, outcomeKey{}, &out)
+}
+
+// WithResult returns ctx carrying the connection a return produced, as the
+// handlers give it to Config.Result (for tests of a Result handler).
+func WithResult(ctx context.Context, c Connection) context.Context {
+	return withOutcome(ctx, func(out *outcome) { out.result, out.hasResult = c, true })
+}
+
+// ResultFromContext returns the connection of a return given to
+// Config.Result.
+func ResultFromContext(ctx context.Context) (Connection, bool) {
+	if out := outcomeOf(ctx); out != nil && out.hasResult {
+		return out.result, true
 	}
-	if !ev.At.After(c.UpdatedAt) {
-		o.cfg.Logger.DebugContext(ctx, "onboard: stale or duplicate webhook event ignored", "provider", provider, "connection", c.ID)
-		return nil
-	}
-	if ev.Deleted {
-		return o.cfg.Store.DeleteConnection(ctx, c.Owner.Tenant, provider, c.ID)
-	}
-	changed := ev.State != "" && ev.State != c.State
-	if ev.State != "" {
-		c.State = ev.State
-	}
-	c.Message, c.UpdatedAt = ev.Message, ev.At
-	if err := o.cfg.Store.SaveConnection(ctx, c); err != nil {
-		return err
-	}
-	if changed {
-		o.cfg.Hooks.fire(ctx, c)
+	return Connection{}, false
+}
+
+// WithError returns ctx carrying err, as the handlers give it to
+// Config.Error (for tests of an Error handler).
+func WithError(ctx context.Context, err error) context.Context {
+	return withOutcome(ctx, func(out *outcome) { out.err = err })
+}
+
+// ErrorFromContext returns the error a request given to Config.Error was
+// refused with.
+func ErrorFromContext(ctx context.Context) error {
+	if out := outcomeOf(ctx); out != nil {
+		return out.err
 	}
 	return nil
+}
+
+// FlowFromContext returns the flow a request given to Config.Result or
+// Config.Error was for, when one was known.
+func FlowFromContext(ctx context.Context) (Flow, bool) {
+	if out := outcomeOf(ctx); out != nil && out.hasFlow {
+		return out.flow, true
+	}
+	return Flow{}, false
+}
+
+func withFlow(ctx context.Context, f Flow) context.Context {
+	return withOutcome(ctx, func(out *outcome) { out.flow, out.hasFlow = f, true })
 }

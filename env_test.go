@@ -1,53 +1,135 @@
 package onboard_test
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	scsmem "github.com/alexedwards/scs/v2/memstore"
 	"github.com/stretchr/testify/require"
 
 	"github.com/onboardkit/onboard"
-	"github.com/onboardkit/onboard/internal/apptest"
+	"github.com/onboardkit/onboard/onboardtest"
 	"github.com/onboardkit/onboard/providers/fake"
 	"github.com/onboardkit/onboard/store/memstore"
 )
 
-// env is the test app with the fake provider, a store whose completion
-// can be made to fail, and a clock the test moves.
+// env is the test app with the fake provider, a store that can be made to
+// fail, a session store that counts its writes, a clock the test moves,
+// and a log the test can read.
 type env struct {
-	*apptest.App
-	t     testing.TB
-	fake  *fake.Provider
-	store *apptest.FlakyStore
-	clock *clock
+	*onboardtest.App
+	t        testing.TB
+	fake     *fake.Provider
+	store    *onboardtest.FaultyStore
+	sessions *countingSessions
+	clock    *onboardtest.Clock
+	log      *syncBuffer
+	hooks    *hookLog
 }
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
 }
 
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// hookLog records every hook call as "state connection-id".
+type hookLog struct {
+	mu    sync.Mutex
+	calls []onboard.Connection
+	kinds []string
+}
+
+func (h *hookLog) hooks() onboard.Hooks {
+	rec := func(kind string) func(context.Context, onboard.Connection) {
+		return func(_ context.Context, c onboard.Connection) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.calls = append(h.calls, c)
+			h.kinds = append(h.kinds, kind)
+		}
+	}
+	return onboard.Hooks{Connected: rec("connected"), Failed: rec("failed"), Abandoned: rec("abandoned"),
+		Revoked: rec("revoked"), Deleted: rec("deleted")}
+}
+
+func (h *hookLog) list() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.kinds...)
+}
+
+// countingSessions is scs's in-memory session store, counting commits.
+type countingSessions struct {
+	*scsmem.MemStore
+	mu      sync.Mutex
+	commits int
+	fail    bool
+	failAt  int // the number of a commit that fails
+}
+
+func (s *countingSessions) Commit(token string, b []byte, expiry time.Time) error {
+	s.mu.Lock()
+	s.commits++
+	fail := s.fail || s.commits == s.failAt
+	s.mu.Unlock()
+	if fail {
+		return errors.New("session database unreachable")
+	}
+	return s.MemStore.Commit(token, b, expiry)
+}
+
+func (s *countingSessions) Find(token string) ([]byte, bool, error) {
+	s.mu.Lock()
+	fail := s.fail
+	s.mu.Unlock()
+	if fail {
+		return nil, false, errors.New("session database unreachable")
+	}
+	return s.MemStore.Find(token)
+}
+
+func (s *countingSessions) count() int { s.mu.Lock(); defer s.mu.Unlock(); return s.commits }
+func (s *countingSessions) setFail(f bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fail = f
 }
 
 func newEnv(t testing.TB, mod ...func(*onboard.Config)) *env {
 	t.Helper()
-	e := &env{t: t, fake: fake.New("fake"), clock: &clock{now: time.Now()}}
-	hosted := apptest.Serve(t, e.fake)
-	e.fake.URL, e.fake.Now = hosted, e.clock.Now
-	e.store = apptest.NewFlakyStore(memstore.Options{Now: e.clock.Now})
-	e.App = apptest.New(t, apptest.Options{
-		Providers: []onboard.Provider{e.fake},
-		Store:     e.store,
+	e := &env{t: t, fake: fake.New("fake"), clock: onboardtest.NewClock(time.Now()), log: &syncBuffer{}, hooks: &hookLog{}}
+	e.fake.URL = onboardtest.Serve(t, e.fake)
+	e.store = onboardtest.NewFaultyStore(memstore.New(memstore.Options{}))
+	e.sessions = &countingSessions{MemStore: scsmem.NewWithCleanupInterval(0)}
+	e.App = onboardtest.New(t, onboardtest.Options{
+		Providers:    []onboard.Provider{e.fake},
+		Store:        e.store,
+		SessionStore: e.sessions,
+		Logger:       slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Config: func(c *onboard.Config) {
 			c.Now = e.clock.Now
+			c.Hooks = e.hooks.hooks()
 			for _, m := range mod {
 				m(c)
 			}
@@ -58,7 +140,7 @@ func newEnv(t testing.TB, mod ...func(*onboard.Config)) *env {
 
 // browser is a signed-in browser of the env.
 type browser struct {
-	*apptest.Browser
+	*onboardtest.Browser
 	e *env
 }
 
@@ -66,9 +148,7 @@ func (e *env) browser(user, tenant string) *browser {
 	return &browser{e.App.Browser(user, tenant), e}
 }
 
-func (b *browser) login(user, tenant string) { b.Login(b.e.App, user, tenant) }
-
-func (b *browser) get(u string) apptest.Response { b.T.Helper(); return b.Get(u) }
+func (b *browser) get(u string) onboardtest.Response { b.T.Helper(); return b.Get(u) }
 
 // start starts a flow and returns its id; the app must redirect to the
 // fake hosted page.
@@ -89,4 +169,14 @@ func (b *browser) finish(flowID string, outcome onboard.State) string {
 	return back
 }
 
-func (e *env) connections(tenant string) []onboard.Connection { return e.Connections(tenant) }
+// flow returns the stored flow.
+func (e *env) flow(id string) onboard.Flow {
+	e.t.Helper()
+	f, found, err := e.store.Flow(context.Background(), id)
+	require.NoError(e.t, err)
+	require.True(e.t, found, "flow %s", id)
+	return f
+}
+
+// discard is a logger that drops everything.
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))

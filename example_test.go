@@ -1,7 +1,6 @@
 package onboard_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,11 +16,16 @@ import (
 	"github.com/onboardkit/onboard/store/memstore"
 )
 
-// Mount onboard in a standard library app, then run one flow through the
-// fake provider with a browser-like client.
+// Mount onboard in a standard library app, show the verified outcome on
+// the page the flow returns to, and run one flow through the fake
+// provider with a browser-like client.
 func Example() {
 	sm := scs.New() // the app's session manager
-	sessions, _ := middleware.NewSCS(sm)
+	sessions, err := middleware.NewSCS(sm)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	provider := fake.New("fake") // cdata.New(...) or fivetran.New(...) in production
 	hosted := httptest.NewServer(provider)
 	defer hosted.Close()
@@ -50,9 +54,17 @@ func Example() {
 	mux.Handle("/connect/", ob.Handler())
 	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) { sm.Put(r.Context(), "user", "alice") })
 	mux.HandleFunc("/connections", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "status=%s", r.URL.Query().Get("onboard_status"))
+		c, err := ob.Outcome(r) // verified: this browser's own flow, never the query's word
+		switch {
+		case errors.Is(err, onboard.ErrNoFlow):
+			fmt.Fprint(w, "your connections")
+		case err != nil:
+			fmt.Fprint(w, onboard.Message(err))
+		default:
+			fmt.Fprintf(w, "%s: %s", c.Source, c.State)
+		}
 	})
-	app.Config.Handler = sm.LoadAndSave(mux)
+	app.Config.Handler = middleware.LoadAndSave(sm, ob.SessionError)(mux)
 	app.Start()
 	defer app.Close()
 
@@ -60,15 +72,15 @@ func Example() {
 	browser := &http.Client{Jar: jar}
 	res, _ := browser.Get(app.URL + "/login")
 	res.Body.Close()
-	res, _ = browser.Get(app.URL + ob.StartURL("fake", "Salesforce"))
+	res, _ = browser.Get(app.URL + ob.StartURL("fake", onboard.StartOptions{Source: "Salesforce"}))
 	page, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	fmt.Println(string(page))
 
-	conns, _ := ob.Store().Connections(context.Background(), "acme")
+	conns, _ := ob.Connections(res.Request.Context(), "acme", 0, 10)
 	fmt.Println(len(conns), conns[0].Source, conns[0].State)
 	// Output:
-	// status=connected
+	// Salesforce: connected
 	// 1 Salesforce connected
 }
 
@@ -89,6 +101,37 @@ func ExampleResultFromContext() {
 	result.ServeHTTP(rec, req)
 	fmt.Println(rec.Code, rec.Header().Get("Location"))
 	// Output: 303 /connections/c1
+}
+
+// Each error kind carries its status and a message that is safe to show.
+func ExampleStatusCode() {
+	err := fmt.Errorf("%w: dial tcp 10.0.0.7:5432: connection refused", onboard.ErrStore)
+	fmt.Println(onboard.StatusCode(err))
+	fmt.Println(onboard.Message(err))
+	// Output:
+	// 503
+	// Your connection could not be saved right now. Please try again in a moment.
+}
+
+// StartURL builds the links and form actions of an app's connect page.
+func ExampleOnboarder_StartURL() {
+	ob, _ := onboard.New(onboard.Config{
+		URL: "https://app.example/connect", Providers: []onboard.Provider{fake.New("cdata")},
+		Store: memstore.New(memstore.Options{}), Sessions: must(middleware.NewSCS(scs.New())),
+		Owner: func(*http.Request) (onboard.Owner, error) { return onboard.Owner{}, nil },
+	})
+	fmt.Println(ob.StartURL("cdata", onboard.StartOptions{Source: "Salesforce", ReturnTo: "/integrations"}))
+	fmt.Println(ob.StartURL("cdata", onboard.StartOptions{Connection: "c1"}))
+	// Output:
+	// /connect/cdata/start?return_to=%2Fintegrations&source=Salesforce
+	// /connect/cdata/start?connection=c1
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 // SafeReturnPath is how the start handler checks return_to.

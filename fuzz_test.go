@@ -10,10 +10,23 @@ import (
 	"github.com/onboardkit/onboard"
 )
 
+// request builds a request to the test app carrying a browser's cookies.
+func request(method string, u *url.URL, path, rawQuery string, cookies []*http.Cookie) *http.Request {
+	req := &http.Request{
+		Method: method, URL: &url.URL{Path: path, RawQuery: rawQuery}, Header: http.Header{},
+		Host: u.Host, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+	}
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
+	return req
+}
+
 // FuzzReturn sends arbitrary flow ids and query strings to the return
-// handler, in a browser session that has a real pending flow. An empty
-// id stands for that flow. No input may panic or fail with a 5xx, and no
-// internal error text may reach the page.
+// handler, in the browser that has a real pending flow. An empty id
+// stands for that flow. No input may panic or fail with a 5xx, no
+// internal error text may reach the page, and at most one connection is
+// stored.
 func FuzzReturn(f *testing.F) {
 	e := newEnv(f)
 	b := e.browser("alice", "acme")
@@ -33,18 +46,7 @@ func FuzzReturn(f *testing.F) {
 		if flow == "" {
 			flow = id
 		}
-		req := &http.Request{
-			Method:     http.MethodGet,
-			URL:        &url.URL{Path: "/connect/fake/return/" + flow, RawQuery: rawQuery},
-			Header:     http.Header{},
-			Host:       u.Host,
-			Proto:      "HTTP/1.1",
-			ProtoMajor: 1, ProtoMinor: 1,
-		}
-		for _, c := range cookies {
-			req.AddCookie(c)
-		}
-		req = req.WithContext(t.Context())
+		req := request(http.MethodGet, u, "/connect/fake/return/"+flow, rawQuery, cookies).WithContext(t.Context())
 		rec := httptest.NewRecorder()
 		e.Server.Config.Handler.ServeHTTP(rec, req)
 		switch rec.Code {
@@ -56,12 +58,41 @@ func FuzzReturn(f *testing.F) {
 		if strings.Contains(rec.Body.String(), "onboard:") {
 			t.Fatalf("internal error text in the page: %s", rec.Body.String())
 		}
-		cs, err := e.store.Connections(t.Context(), "acme")
+		cs, err := e.store.Connections(t.Context(), onboard.ConnectionQuery{Tenant: "acme"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := len(cs); n > 1 {
-			t.Fatalf("%d connections stored for one flow", n)
+		if len(cs) > 1 {
+			t.Fatalf("%d connections stored for one flow", len(cs))
+		}
+	})
+}
+
+// FuzzStart sends arbitrary query strings to the start handler, as a GET
+// from this site. No input may panic or fail with a 5xx; a start either
+// redirects to the provider or is refused with a 4xx.
+func FuzzStart(f *testing.F) {
+	e := newEnv(f, func(c *onboard.Config) { c.MaxFlowsPerOwner, c.MaxFlowsPerTenant = 1000, 1000 })
+	b := e.browser("alice", "acme")
+	u, _ := url.Parse(e.URL())
+	cookies := b.Client.Jar.Cookies(u)
+	f.Add("source=Salesforce&name=Sales&return_to=%2Fs")
+	f.Add("return_to=%2F%2Fevil.example")
+	f.Add("connection=conn-x")
+	f.Add("source=%ff")
+	f.Add(strings.Repeat("source=x&", 1000))
+	f.Fuzz(func(t *testing.T, rawQuery string) {
+		req := request(http.MethodGet, u, "/connect/fake/start", rawQuery, cookies).WithContext(t.Context())
+		rec := httptest.NewRecorder()
+		e.Server.Config.Handler.ServeHTTP(rec, req)
+		switch {
+		case rec.Code == http.StatusFound:
+			if !strings.HasPrefix(rec.Header().Get("Location"), e.fake.URL+"/hosted?") {
+				t.Fatalf("start %q redirected to %q", rawQuery, rec.Header().Get("Location"))
+			}
+		case rec.Code >= 400 && rec.Code < 500:
+		default:
+			t.Fatalf("start %q answered %d:\n%s", rawQuery, rec.Code, rec.Body.String())
 		}
 	})
 }

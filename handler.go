@@ -3,14 +3,18 @@ package onboard
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -36,35 +40,40 @@ func (o *Onboarder) Handler() http.Handler {
 	mux := http.NewServeMux()
 	p := o.basePath
 	start := http.HandlerFunc(o.start)
+	// A POST start changes state: cross-origin posts are refused through
+	// the Error handler.
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o.fail(w, r, nil, ErrCrossOrigin)
+	}))
 	mux.Handle("GET "+p+"/{provider}/start", start)
-	// A POST start changes state: refuse cross-origin form posts.
-	mux.Handle("POST "+p+"/{provider}/start", http.NewCrossOriginProtection().Handler(start))
+	mux.Handle("POST "+p+"/{provider}/start", cop.Handler(start))
 	mux.Handle("GET "+p+"/{provider}/return/{flow}", http.HandlerFunc(o.callback))
+	mux.Handle("GET "+p+"/{provider}/popup/{flow}", http.HandlerFunc(o.callback))
+	mux.Handle("GET "+p+"/{provider}/status/{flow}", http.HandlerFunc(o.status))
 	mux.Handle("POST "+p+"/{provider}/webhook", http.HandlerFunc(o.webhook))
 	return mux
 }
 
-// newFlow mints a flow id, 32 bytes from crypto/rand in base64url without
-// padding, and returns it with the flow's return URL, the URL the provider
-// sends the browser back to: {base}/{provider}/return/{id}. Provider names
-// and flow ids need no escaping. The id is the tail of the URL, so both
-// are one allocation.
-func (o *Onboarder) newFlow(provider string) (returnURL, id string) {
+// newFlowID returns 32 bytes from crypto/rand in base64url without
+// padding.
+func newFlowID() string {
 	var raw [flowIDBytes]byte
 	// crypto/rand.Read never returns an error (it crashes the program
 	// irrecoverably instead, by design of the Go runtime).
 	_, _ = rand.Read(raw[:])
-	var enc [flowIDLen]byte
-	base64.RawURLEncoding.Encode(enc[:], raw[:])
-	var b strings.Builder
-	b.Grow(len(o.baseURL) + len("/") + len(provider) + len("/return/") + flowIDLen)
-	b.WriteString(o.baseURL)
-	b.WriteByte('/')
-	b.WriteString(provider)
-	b.WriteString("/return/")
-	b.Write(enc[:])
-	u := b.String()
-	return u, u[len(u)-flowIDLen:]
+	return base64.RawURLEncoding.EncodeToString(raw[:])
+}
+
+// returnURL is the absolute URL the provider sends the browser of flow f
+// back to: {base}/{provider}/return/{id}, or .../popup/{id} for a flow
+// shown in a popup. Provider names and flow ids need no escaping.
+func (o *Onboarder) returnURL(f Flow, popup bool) string {
+	mode := "/return/"
+	if popup {
+		mode = "/popup/"
+	}
+	return o.baseURL + "/" + f.Provider + mode + f.ID
 }
 
 // validFlowID reports whether s has the shape of a flow id.
@@ -81,11 +90,39 @@ func validFlowID(s string) bool {
 	return true
 }
 
-// startParams reads the start request: source, name, connection (a
-// reconnect) and return_to.
-func startParams(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+// browserDigest is what a flow keeps of its browser's key: a digest, so
+// the store holds nothing that would let its reader act as the browser.
+func browserDigest(key string) string {
+	sum := sha256.Sum256([]byte("onboard/browser\x00" + key))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// sameBrowser reports, in constant time, whether key is the key of the
+// browser that started f.
+func sameBrowser(f Flow, key string) bool {
+	if key == "" || f.Browser == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(browserDigest(key)), []byte(f.Browser)) == 1
+}
+
+// browserKey asks the Sessions for the request's browser key.
+func (o *Onboarder) browserKey(ctx context.Context, create bool) (string, error) {
+	key, err := o.cfg.Sessions.BrowserKey(ctx, create)
+	if err != nil {
+		return "", classify(err, ErrSession)
+	}
+	if create && len(key) < 32 {
+		return "", fmt.Errorf("%w: Sessions.BrowserKey returned a key of %d bytes, want at least 32", ErrConfig, len(key))
+	}
+	return key, nil
+}
+
+// startParams reads the start request's parameters: source, name,
+// connection (a reconnect) and return_to.
+func startParams(w http.ResponseWriter, r *http.Request) (StartOptions, error) {
 	if len(r.URL.RawQuery) > maxQueryBytes {
-		return nil, fmt.Errorf("%w: query of %d bytes", ErrBadRequest, len(r.URL.RawQuery))
+		return StartOptions{}, fmt.Errorf("%w: query of %d bytes", ErrBadRequest, len(r.URL.RawQuery))
 	}
 	var form url.Values
 	var err error
@@ -97,17 +134,25 @@ func startParams(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 		form, err = url.ParseQuery(r.URL.RawQuery)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return StartOptions{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	if err := checkValues(form); err != nil {
-		return nil, err
+		return StartOptions{}, err
 	}
-	for _, k := range []string{"source", "name", "connection"} {
-		if utf8.RuneCountInString(form.Get(k)) > maxParamRunes {
-			return nil, fmt.Errorf("%w: %s is too long", ErrBadRequest, k)
+	opt := StartOptions{Source: form.Get("source"), Name: form.Get("name"), Connection: form.Get("connection"),
+		Popup: form.Get("display") == "popup"}
+	for k, v := range map[string]string{"source": opt.Source, "name": opt.Name, "connection": opt.Connection} {
+		if utf8.RuneCountInString(v) > maxParamRunes {
+			return StartOptions{}, fmt.Errorf("%w: %s is too long", ErrBadRequest, k)
 		}
 	}
-	return form, nil
+	if rt := form.Get("return_to"); rt != "" {
+		var safe bool
+		if opt.ReturnTo, safe = SafeReturnPath(rt); !safe {
+			return StartOptions{}, ErrBadReturnTo
+		}
+	}
+	return opt, nil
 }
 
 // checkValues refuses invalid UTF-8 and control characters in keys and
@@ -137,88 +182,155 @@ func checkValues(v url.Values) error {
 	return nil
 }
 
-// start mints a flow, asks the provider for its hosted page, saves the
-// flow, binds it to the browser session and redirects.
+// needsConfirm reports whether a GET start must not start directly: the
+// browser marks it as coming from another site (Sec-Fetch-Site cross-site
+// or same-site, or an Origin of another host), or it is a HEAD or a
+// prefetch, which must have no effect. Same-origin links, typed URLs and
+// bookmarks start directly.
+func needsConfirm(r *http.Request) bool {
+	if r.Method == http.MethodHead {
+		return true
+	}
+	if strings.Contains(r.Header.Get("Sec-Purpose"), "prefetch") || r.Header.Get("Purpose") == "prefetch" {
+		return true
+	}
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return true
+	case "same-origin", "none":
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" || origin == "null" {
+		return origin == "null"
+	}
+	u, err := url.Parse(origin)
+	return err != nil || u.Host != r.Host
+}
+
+// wantsJSON reports whether a start asks for the hosted page's URL as
+// JSON (a popup or a single-page app) instead of a redirect.
+func wantsJSON(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		if mt, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == "application/json" {
+			return true
+		}
+	}
+	return false
+}
+
+// deadline returns the context every call of a user-facing request runs
+// under: the request's, bounded by Config.Timeout.
+func (o *Onboarder) deadline(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), o.cfg.Timeout)
+}
+
+// start admits a flow, asks the provider for its hosted page and
+// redirects there (or answers the URL as JSON).
 func (o *Onboarder) start(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	p, ok := o.providers[r.PathValue("provider")]
 	if !ok {
-		o.fail(w, r, ErrUnknownProvider)
+		o.fail(w, r, nil, ErrUnknownProvider)
+		return
+	}
+	opt, err := startParams(w, r)
+	if err != nil {
+		o.fail(w, r, nil, err)
+		return
+	}
+	if r.Method != http.MethodPost && needsConfirm(r) {
+		// No flow and no provider call until the user confirms on a page
+		// of this site.
+		w.Header().Set("Cache-Control", "no-store")
+		o.cfg.Confirm.ServeHTTP(w, r)
 		return
 	}
 	owner, err := o.owner(r)
 	if err != nil {
-		o.fail(w, r, err)
+		o.fail(w, r, nil, err)
 		return
 	}
-	form, err := startParams(w, r)
-	if err != nil {
-		o.fail(w, r, err)
-		return
-	}
-	returnTo := form.Get("return_to")
-	if returnTo != "" {
-		var safe bool
-		if returnTo, safe = SafeReturnPath(returnTo); !safe {
-			o.fail(w, r, ErrBadReturnTo)
-			return
-		}
-	}
+	ctx, cancel := o.deadline(r)
+	defer cancel()
 	now := o.cfg.Now()
 	f := Flow{
+		ID:        newFlowID(),
 		Owner:     owner,
 		Provider:  p.Name(),
-		Source:    form.Get("source"),
-		Name:      form.Get("name"),
-		ReturnTo:  returnTo,
+		Source:    opt.Source,
+		Name:      opt.Name,
+		ReturnTo:  opt.ReturnTo,
 		State:     FlowPending,
 		CreatedAt: now,
 		ExpiresAt: now.Add(o.cfg.FlowTTL),
 	}
-	f.ReturnURL, f.ID = o.newFlow(f.Provider)
-	if id := form.Get("connection"); id != "" {
-		c, found, err := o.cfg.Store.Connection(ctx, owner.Tenant, f.Provider, id)
+	if opt.Connection != "" {
+		c, err := o.connection(ctx, owner.Tenant, f.Provider, opt.Connection)
 		if err != nil {
-			o.fail(w, r, fmt.Errorf("%w: %v", ErrStore, err))
+			o.fail(w, r, &f, err)
 			return
 		}
-		if !found {
-			o.fail(w, r, ErrUnknownConnection)
-			return
-		}
-		f.ConnectionID, f.Reconnect = c.ID, true
-		f.Source, f.Name = c.Source, c.Name
+		f.ConnectionID, f.Reconnect, f.Source, f.Name = c.ID, true, c.Source, c.Name
 	}
-	// Bind first: a missing session middleware is found before the
-	// provider is asked for anything.
-	if err := o.cfg.Sessions.Bind(ctx, f.ID, f.ExpiresAt); err != nil {
-		o.fail(w, r, asKind(err, ErrStore))
+	key, err := o.browserKey(ctx, true)
+	if err != nil {
+		o.fail(w, r, &f, err)
 		return
 	}
-	redirect, err := p.Begin(ctx, &f)
+	f.Browser = browserDigest(key)
+	if err := o.admit(ctx, f); err != nil {
+		o.fail(w, r, &f, err)
+		return
+	}
+	pctx, end := o.tel.provider(ctx, f.Provider, "Begin")
+	redirect, err := p.Begin(pctx, f, o.returnURL(f, opt.Popup))
 	if err == nil {
 		err = checkRedirect(redirect)
 	}
+	err = classify(err, ErrProvider)
+	end(err)
 	if err != nil {
-		o.release(ctx, f.ID)
-		o.fail(w, r, asKind(err, ErrProvider), "flow", f.ID)
+		// The provider may have made something before it failed (an
+		// answer lost on the way back): settle the flow now, or leave it
+		// to the runner when the deadline is gone.
+		if ctx.Err() == nil {
+			if _, serr := o.settle(ctx, f, Abandoned, "the provider could not start the setup"); serr != nil {
+				o.cfg.Logger.WarnContext(ctx, "onboard: settle a failed start", "flow", f.ID, "err", serr)
+			}
+		}
+		o.fail(w, r, &f, err)
 		return
 	}
-	if err := o.cfg.Store.CreateFlow(ctx, f); err != nil {
-		o.release(ctx, f.ID)
-		o.fail(w, r, asKind(err, ErrStore), "flow", f.ID)
-		return
-	}
+	o.tel.flow(ctx, o.tel.started, f.Provider, "")
 	if o.cfg.Logger.Enabled(ctx, slog.LevelInfo) {
 		o.cfg.Logger.InfoContext(ctx, "onboard: flow started", "flow", f.ID, "provider", f.Provider,
 			"tenant", owner.Tenant, "user", owner.User, "reconnect", f.Reconnect)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	if r.Method == http.MethodPost && wantsJSON(r) {
+		writeJSON(w, http.StatusOK, startAnswer{Flow: f.ID, URL: redirect, ExpiresAt: f.ExpiresAt})
+		return
 	}
 	code := http.StatusFound
 	if r.Method == http.MethodPost {
 		code = http.StatusSeeOther
 	}
-	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, redirect, code)
+}
+
+// startAnswer is the JSON answer of a start that asked for JSON.
+type startAnswer struct {
+	Flow      string    `json:"flow"`
+	URL       string    `json:"url"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 // checkRedirect makes sure a provider's hosted URL is an absolute http(s)
@@ -236,136 +348,13 @@ func checkRedirect(s string) error {
 func (o *Onboarder) owner(r *http.Request) (Owner, error) {
 	owner, err := o.cfg.Owner(r)
 	if err != nil {
-		return Owner{}, fmt.Errorf("%w: %v", ErrNotSignedIn, err)
+		if errors.Is(err, ErrSession) || errors.Is(err, ErrNoSession) {
+			return Owner{}, err
+		}
+		return Owner{}, fmt.Errorf("%w: %w", ErrNotSignedIn, err)
 	}
 	if owner.IsZero() {
 		return Owner{}, ErrNotSignedIn
 	}
 	return owner, nil
-}
-
-// kinds are the sentinel errors that pass through asKind unchanged.
-var kinds = []error{
-	ErrForged, ErrProvider, ErrStore, ErrNoSession, ErrTooManyFlows, ErrFlowUsed,
-	ErrFlowExpired, ErrUnknownFlow, ErrBadRequest, ErrUnknownConnection,
-}
-
-// asKind returns err if it already wraps one of the sentinel errors, and
-// err wrapped in kind otherwise.
-func asKind(err, kind error) error {
-	for _, k := range kinds {
-		if errors.Is(err, k) {
-			return err
-		}
-	}
-	return fmt.Errorf("%w: %w", kind, err)
-}
-
-func (o *Onboarder) release(ctx context.Context, flowID string) {
-	if err := o.cfg.Sessions.Release(ctx, flowID); err != nil {
-		o.cfg.Logger.WarnContext(ctx, "onboard: release session binding", "flow", flowID, "err", err)
-	}
-}
-
-// fail logs err and hands the request to the Error handler.
-func (o *Onboarder) fail(w http.ResponseWriter, r *http.Request, err error, attrs ...any) {
-	o.failFlow(w, r, nil, err, attrs...)
-}
-
-// failFlow is fail for a return whose flow is loaded: out carries it to
-// the Error handler.
-func (o *Onboarder) failFlow(w http.ResponseWriter, r *http.Request, out *outcome, err error, attrs ...any) {
-	level := slog.LevelWarn
-	if StatusCode(err) >= 500 {
-		level = slog.LevelError
-	}
-	attrs = append(attrs, "path", r.URL.Path, "status", StatusCode(err), "err", err)
-	o.cfg.Logger.Log(r.Context(), level, "onboard: request refused", attrs...)
-	if out == nil {
-		out = new(outcome)
-	}
-	out.err = err
-	o.cfg.Error.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outcomeKey{}, out)))
-}
-
-// showResult hands a return's result to the Result handler. The default
-// one redirects to the flow's return_to (or DonePath) with the outcome in
-// the query, and needs no request context for it.
-func (o *Onboarder) showResult(w http.ResponseWriter, r *http.Request, out *outcome) {
-	w.Header().Set("Cache-Control", "no-store")
-	if o.cfg.Result != nil {
-		o.cfg.Result.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outcomeKey{}, out)))
-		return
-	}
-	target := out.flow.ReturnTo
-	if target == "" {
-		target = o.cfg.DonePath
-	}
-	http.Redirect(w, r, ResultURL(target, out.result), http.StatusSeeOther)
-}
-
-// ResultURL returns target (a same-origin path) with the outcome of c
-// added to its query: onboard_connection (when c has an id),
-// onboard_provider and onboard_status, in that order. A fragment stays
-// last.
-func ResultURL(target string, c Connection) string {
-	frag := ""
-	if i := strings.IndexByte(target, '#'); i >= 0 {
-		target, frag = target[:i], target[i:]
-	}
-	var b strings.Builder
-	b.Grow(len(target) + len(frag) + len(c.ID) + len(c.Provider) + 80)
-	b.WriteString(target)
-	sep := byte('?')
-	if strings.IndexByte(target, '?') >= 0 {
-		sep = '&'
-	}
-	add := func(k, v string) {
-		b.WriteByte(sep)
-		sep = '&'
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(url.QueryEscape(v))
-	}
-	if c.ID != "" {
-		add("onboard_connection", c.ID)
-	}
-	add("onboard_provider", c.Provider)
-	add("onboard_status", string(c.State))
-	b.WriteString(frag)
-	return b.String()
-}
-
-var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{.Title}}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}
-h1{font-size:1.4rem}a{color:#0b5cad}</style></head>
-<body><h1>{{.Title}}</h1><p>{{.Message}}</p>
-{{if .Retry}}<p><a href="{{.Retry}}">Start again</a></p>{{end}}
-<p><a href="/">Back to the start page</a></p></body></html>
-`))
-
-// defaultError writes a small HTML page with the status and the safe
-// message of the error in the request context, and a link to start again
-// when a known flow can no longer be completed here.
-func (o *Onboarder) defaultError(w http.ResponseWriter, r *http.Request) {
-	err := ErrorFromContext(r.Context())
-	var retry string
-	if f, ok := FlowFromContext(r.Context()); ok && (errors.Is(err, ErrFlowExpired) || errors.Is(err, ErrSessionMismatch)) {
-		retry = o.StartURL(f.Provider, f.Source)
-		if f.Reconnect {
-			retry = o.ReconnectURL(f.Provider, f.ConnectionID)
-		}
-	}
-	code := StatusCode(err)
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	_ = errorPage.Execute(w, struct{ Title, Message, Retry string }{
-		Title:   fmt.Sprintf("%d %s", code, http.StatusText(code)),
-		Message: Message(err),
-		Retry:   retry,
-	})
 }

@@ -2,32 +2,43 @@
 // hosted "add a connection" page and brings them back, safely.
 //
 // An [Onboarder] is built from a [Config] and mounted as an [http.Handler]
-// (see [Onboarder.Handler]). It serves three kinds of request under its URL:
+// (see [Onboarder.Handler]). It serves these requests under its URL:
 //
-//	GET|POST {prefix}/{provider}/start          mint a flow, redirect to the provider
+//	GET|POST {prefix}/{provider}/start          admit a flow, redirect to the provider (or answer JSON)
 //	GET      {prefix}/{provider}/return/{flow}  verify the return, store the connection
+//	GET      {prefix}/{provider}/popup/{flow}   the same, finishing in a popup window
+//	GET      {prefix}/{provider}/status/{flow}  the flow's verified state, as JSON
 //	POST     {prefix}/{provider}/webhook        provider events (providers that have them)
 //
-// Every return is verified: the flow must exist, be pending and unexpired, be
-// bound to the browser session that started it and belong to the owner signed
-// in now; then the [Provider] checks the result with its own API, and the
-// [Store] completes the flow exactly once. Providers live in providers/...,
-// stores in store/..., and the session glue in middleware.
+// Every rule has one home. The core alone judges time with Config.Now:
+// a flow is valid up to its ExpiresAt. Admission (caps per owner and per
+// tenant) is decided by the [Store] atomically before the provider is
+// asked for anything. A flow belongs to the browser that started it: the
+// flow keeps a digest of that browser's secret key ([Sessions]), and a
+// provider's result counts only when it comes back through that browser.
+// A return of the flow in any other browser quarantines what the flow
+// made. Each sentinel error carries its own status and safe message.
+//
+// Providers live in providers/..., stores in store/..., and the session
+// glue in middleware.
 package onboard
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Owner is who a flow and its connection belong to: a user of a tenant.
-// Connections belong to the tenant; a flow belongs to the user who started it.
+// Connections belong to the tenant; a flow belongs to the user who started
+// it.
 type Owner struct {
 	Tenant string
 	User   string
@@ -36,16 +47,14 @@ type Owner struct {
 // IsZero reports whether o identifies nobody.
 func (o Owner) IsZero() bool { return o.Tenant == "" || o.User == "" }
 
-// FlowState is where a flow is in its life.
+// FlowState is where a flow is in its life: created pending, it moves to
+// done exactly once.
 type FlowState string
 
-// Flow states. A flow is created pending and moves to done exactly once.
-// Expired is the state a store reports for a pending flow past its
-// expiry time.
+// Flow states.
 const (
 	FlowPending FlowState = "pending"
 	FlowDone    FlowState = "done"
-	FlowExpired FlowState = "expired"
 )
 
 // State is the outcome of a flow and the state of a stored connection.
@@ -55,11 +64,15 @@ type State string
 const (
 	// Connected: the provider holds a working connection.
 	Connected State = "connected"
-	// Failed: the connection was saved but does not work (test failed,
-	// broken credentials). The user can reconnect.
+	// Failed: the connection does not work (its test failed, its
+	// credentials broke). The user can reconnect.
 	Failed State = "failed"
-	// Abandoned: the user came back without finishing the setup.
+	// Abandoned: the setup was not finished; nothing was kept.
 	Abandoned State = "abandoned"
+	// Revoked: the flow came back in a browser that did not start it, so
+	// what it made was deleted or disabled at the provider and must not
+	// be used.
+	Revoked State = "revoked"
 )
 
 // Flow is one trip of one browser through a provider's hosted page.
@@ -69,39 +82,45 @@ type Flow struct {
 	ID       string
 	Owner    Owner
 	Provider string
-	// Source is the data source the user asked for ("Salesforce"), if any.
+	// Source is the data source the user asked for ("Salesforce"), as
+	// typed.
 	Source string
-	// Name is the connection name the user asked for, if any.
+	// Name is the connection name the user asked for, as typed.
 	Name string
 	// ConnectionID is the provider's id of the connection this flow works
-	// on: set at start for a reconnect, or by a provider that creates the
-	// connection before the browser leaves (Fivetran); set at completion
-	// otherwise.
+	// on: set at start for a reconnect, and at completion for a new
+	// connection.
 	ConnectionID string
 	// Reconnect is true when the flow edits an existing connection.
 	Reconnect bool
-	// ReturnURL is the absolute URL the provider sends the browser back to.
-	ReturnURL string
 	// ReturnTo is the same-origin path the app wants to show afterwards.
 	ReturnTo string
-	// Data holds provider-specific values that must survive until the
-	// return (a sub-account, an external id). Keep it small.
-	Data      map[string]string
-	State     FlowState
-	Outcome   State // set when State is FlowDone
+	// Browser is a digest of the secret key of the browser that started
+	// the flow (see [Sessions]).
+	Browser string
+	State   FlowState
+	// Outcome and Message are the flow's result once it is done.
+	Outcome State
+	Message string
+	// Cleanup is set on a done flow while what it made at the provider
+	// still has to be removed ([Provider.Cancel]); the runner retries it.
+	Cleanup   bool
 	CreatedAt time.Time
 	ExpiresAt time.Time
 }
 
-// Expired reports whether the flow is past its expiry time at now.
-func (f *Flow) Expired(now time.Time) bool { return !now.Before(f.ExpiresAt) }
+// Expired reports whether the flow is past its lifetime at now. A flow is
+// valid up to its ExpiresAt exactly.
+func (f Flow) Expired(now time.Time) bool { return now.After(f.ExpiresAt) }
 
 // Connection is a connection at a provider, as the app knows it.
 type Connection struct {
 	Provider string
-	// ID is the provider's id of the connection. Empty when the user
-	// abandoned a setup that created nothing.
-	ID     string
+	// ID is the provider's id of the connection.
+	ID string
+	// Owner is the tenant the connection belongs to and the user who made
+	// it. A zero Owner marks a detached record: provider events that
+	// arrived before the connection's flow completed (see [Store]).
 	Owner  Owner
 	Name   string
 	Source string
@@ -112,43 +131,46 @@ type Connection struct {
 	FlowID    string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// EventAt is the provider's own time of the last event applied to the
+	// connection; zero before any. Events are ordered by it, never by the
+	// app's clock.
+	EventAt time.Time
+	// CheckedAt is when the runner last asked the provider for the
+	// connection's state ([Refresher]).
+	CheckedAt time.Time
 }
 
-// Provider starts and verifies flows with one data provider's API.
+// Provider starts, verifies and undoes flows with one data provider's API.
 //
-// Implementations must be safe for concurrent use.
+// The flow is stored before Begin is called, and nothing Begin learns is
+// stored with it: Complete, Cancel and Delete must find what they need
+// from the flow's fields (its ID, owner, source and connection id) or
+// from the provider's own API.
+//
+// Implementations must be safe for concurrent use, and must honour ctx:
+// the handlers give every user-facing request one deadline.
 type Provider interface {
 	// Name is the provider's path segment and stored name: "cdata".
 	Name() string
-	// Begin asks the provider for the hosted page and returns its URL.
-	// f.ReturnURL is set; Begin may set f.ConnectionID and f.Data, which
-	// are saved with the flow before the browser is redirected.
-	Begin(ctx context.Context, f *Flow) (redirectURL string, err error)
-	// Complete verifies a return with the provider's API and returns the
-	// connection. It must never trust ret alone. It returns an error
-	// wrapping ErrForged when the return does not match what the provider
-	// holds for this flow, and ErrProvider when the provider cannot be
-	// asked (the flow then stays pending and can be retried).
-	Complete(ctx context.Context, f *Flow, ret url.Values) (Connection, error)
-}
-
-// Deleter is a Provider that can delete a connection at the provider.
-// [Onboarder.DeleteConnection] uses it.
-type Deleter interface {
-	// Delete removes the owner's connection at the provider. Deleting a
-	// connection the provider no longer has is not an error.
-	Delete(ctx context.Context, owner Owner, connectionID string) error
-}
-
-// Reconciler is a Provider that can tell, without the browser, what
-// became of a pending flow: whether the user made a connection and never
-// came back. [Onboarder.Reconcile] uses it.
-type Reconciler interface {
-	// Reconcile returns the flow's connection and done=true when the
-	// provider knows the outcome (for an expired flow with nothing made,
-	// an abandoned connection), and done=false when the user may still be
-	// on the hosted page.
-	Reconcile(ctx context.Context, f *Flow) (c Connection, done bool, err error)
+	// Begin asks the provider for the hosted page of flow f and returns
+	// its URL. The provider sends the browser back to returnURL.
+	Begin(ctx context.Context, f Flow, returnURL string) (redirectURL string, err error)
+	// Complete verifies a return of f with the provider's API and returns
+	// the outcome. It must never trust ret alone: it returns an error
+	// wrapping ErrForged when ret does not match what the provider holds
+	// for f. A returned connection with an ID is attached to the flow's
+	// tenant; one without an ID attaches nothing, and what the flow made
+	// is then removed with Cancel.
+	Complete(ctx context.Context, f Flow, ret url.Values) (Connection, error)
+	// Cancel removes what flow f made at the provider: for a new
+	// connection, whatever connection the flow created or began to
+	// create; for a reconnect (called only to quarantine it), it disables
+	// the connection so that it no longer uses what was entered. It is
+	// idempotent: nothing to remove is not an error.
+	Cancel(ctx context.Context, f Flow) error
+	// Delete deletes the connection at the provider. A connection the
+	// provider no longer has is not an error.
+	Delete(ctx context.Context, c Connection) error
 }
 
 // WebhookReceiver is a Provider that receives the provider's event
@@ -158,6 +180,16 @@ type WebhookReceiver interface {
 	// it carries. The body is already limited in size. An error wrapping
 	// ErrWebhook answers 401; other errors 400.
 	Webhook(r *http.Request) ([]Event, error)
+}
+
+// Refresher is a Provider that can ask its API for the current state of
+// stored connections. The runner ([Onboarder.Run]) calls it for the
+// connections not checked for Config.RefreshEvery, a tenant at a time.
+type Refresher interface {
+	// Refresh returns an event for each of the tenant's connections whose
+	// state at the provider differs from cs (Deleted for one the provider
+	// no longer has). Events without a provider time have a zero At.
+	Refresh(ctx context.Context, tenant string, cs []Connection) ([]Event, error)
 }
 
 // Event is a change of a connection reported by a provider.
@@ -170,95 +202,159 @@ type Event struct {
 	Deleted bool
 	// Message is a human-readable detail (why a sync failed).
 	Message string
-	// At is when the provider created the event. Events older than the
-	// stored connection's last update are ignored, so duplicate and late
-	// deliveries change nothing.
+	// At is the provider's own time of the event. Events of a connection
+	// are ordered by it; of two at the same time, a failure counts after
+	// a success and a deletion after both. A zero At is a state observed
+	// now by [Refresher]: it applies whenever it differs from the stored
+	// state.
 	At time.Time
 }
 
-// ConnectionFinder is a Store that finds a connection by provider and id
-// alone. Webhook deliveries name no tenant, so a provider that is a
-// [WebhookReceiver] needs a Store that is a ConnectionFinder.
-type ConnectionFinder interface {
-	// FindConnection returns the connection; found is false and err is
-	// nil when there is none.
-	FindConnection(ctx context.Context, provider, id string) (c Connection, found bool, err error)
+// Limits are the admission caps a start must pass; see [Store].
+type Limits struct {
+	// PerOwner caps one owner's unexpired pending flows.
+	PerOwner int
+	// PerTenant caps one tenant's unexpired pending flows.
+	PerTenant int
 }
 
-// FlowLister is a Store that lists and resolves pending flows, for
-// [Onboarder.Reconcile].
-type FlowLister interface {
-	// PendingFlows returns up to limit pending flows created before
-	// createdBefore, expired or not, oldest first.
-	PendingFlows(ctx context.Context, createdBefore time.Time, limit int) ([]Flow, error)
-	// ResolveFlow is CompleteFlow for a pending flow whether or not it has
-	// expired: the reconciler settles flows whose browser never came back.
-	ResolveFlow(ctx context.Context, flowID string, c Connection) error
+// FlowQuery selects flows for [Store.Flows].
+type FlowQuery struct {
+	// Owner, when not zero, selects that owner's flows only.
+	Owner Owner
+	// Cleanup selects done flows whose Cleanup is set, instead of pending
+	// flows.
+	Cleanup bool
+	// ExpiredBefore, when not zero, selects flows whose ExpiresAt is
+	// before it.
+	ExpiredBefore time.Time
+	// Limit is the most flows returned.
+	Limit int
 }
 
-// Store keeps flows and connections. Implementations must be safe for
-// concurrent use, including by several app instances sharing one database.
-// Run store/storetest against every implementation.
+// ConnectionQuery selects connections for [Store.Connections]. Detached
+// records (a zero Owner) are never selected.
+type ConnectionQuery struct {
+	// Tenant selects that tenant's connections, newest first.
+	Tenant string
+	// Provider, when not empty, selects that provider's connections only.
+	Provider string
+	// CheckedBefore, when not zero, selects the connections of every
+	// tenant (Tenant is then ignored) whose CheckedAt is before it, least
+	// recently checked first.
+	CheckedBefore time.Time
+	// Offset skips that many connections; Limit is the most returned (0:
+	// no limit).
+	Offset, Limit int
+}
+
+// Store keeps flows and connections. It keeps data and makes admission
+// and completion atomic; it judges no time by a clock of its own: every
+// time it compares with is passed in. Implementations must be safe for
+// concurrent use, including by several app instances sharing one
+// database. Run store/storetest against every implementation.
+//
+// Methods that find one thing return found=false and a nil error when it
+// is not there.
 type Store interface {
-	// CreateFlow saves a new pending flow. A duplicate ID is an error.
-	CreateFlow(ctx context.Context, f Flow) error
-	// Flow returns the flow with this id. found is false and err is nil
-	// when there is none. A pending flow past its expiry is returned with
-	// State FlowExpired.
+	// CreateFlow saves a new pending flow if admission allows it, in one
+	// atomic step: the flows counted are the pending flows unexpired at
+	// f.CreatedAt. With the owner at lim.PerOwner it saves nothing and
+	// returns an error wrapping ErrOwnerLimit (also when the tenant is at
+	// its cap too: settling one of the owner's flows frees a place under
+	// both); with only the tenant at lim.PerTenant (or a store-wide bound
+	// reached), one wrapping ErrTooManyFlows. A duplicate ID is an error.
+	CreateFlow(ctx context.Context, f Flow, lim Limits) error
+	// Flow returns the flow with this id.
 	Flow(ctx context.Context, id string) (f Flow, found bool, err error)
-	// CompleteFlow moves a pending, unexpired flow to done with c.State as
-	// its outcome and, when c.ID is not empty, saves c, in one atomic step.
-	// Exactly one of any number of concurrent calls for one flow succeeds;
-	// the others return ErrFlowUsed (or ErrFlowExpired, ErrUnknownFlow).
-	CompleteFlow(ctx context.Context, flowID string, c Connection) error
-	// SaveConnection inserts or updates a connection, keyed by Provider
-	// and ID.
+	// Flows returns up to q.Limit flows selected by q (all of them for a
+	// Limit of 0), oldest CreatedAt first.
+	Flows(ctx context.Context, q FlowQuery) ([]Flow, error)
+	// CompleteFlow moves a pending flow to done, in one atomic step: the
+	// flow's Outcome and Message become c.State and c.Message, its
+	// ConnectionID becomes c.ID when that is not empty, its Cleanup
+	// becomes cleanup, and c is saved as with SaveConnection when c.ID is
+	// not empty, keeping the later EventAt of c and a detached record of
+	// the same connection. Of any number of concurrent calls for one flow
+	// exactly one succeeds; the others return ErrFlowUsed. An unknown
+	// flow is ErrUnknownFlow.
+	CompleteFlow(ctx context.Context, flowID string, c Connection, cleanup bool) error
+	// SetCleanup sets or clears a done flow's Cleanup; on a pending flow
+	// it is an error and changes nothing.
+	SetCleanup(ctx context.Context, flowID string, cleanup bool) error
+	// Prune deletes done flows that expired before t and whose Cleanup is
+	// clear, and detached connection records last updated before t. It
+	// returns how many flows and records it deleted.
+	Prune(ctx context.Context, t time.Time) (int, error)
+	// SaveConnection inserts or replaces a connection, keyed by Provider
+	// and ID; a replaced connection keeps the CreatedAt it had.
 	SaveConnection(ctx context.Context, c Connection) error
-	// Connection returns the tenant's connection. found is false and err
-	// is nil when the tenant has none with that provider and id.
-	Connection(ctx context.Context, tenant, provider, id string) (c Connection, found bool, err error)
-	// Connections lists the tenant's connections, newest first.
-	Connections(ctx context.Context, tenant string) ([]Connection, error)
-	// DeleteConnection removes the tenant's connection; deleting one that
-	// is not there is not an error.
-	DeleteConnection(ctx context.Context, tenant, provider, id string) error
+	// FindConnection returns the connection with this provider and id,
+	// detached or not, whatever its tenant.
+	FindConnection(ctx context.Context, provider, id string) (c Connection, found bool, err error)
+	// Connections returns the connections selected by q.
+	Connections(ctx context.Context, q ConnectionQuery) ([]Connection, error)
+	// DeleteConnection removes a connection and reports whether it was
+	// there; deleting one that is not there is not an error.
+	DeleteConnection(ctx context.Context, provider, id string) (deleted bool, err error)
 }
 
-// Sessions ties flows to the browser session that started them. The
-// middleware package implements it over scs.
+// Sessions identifies the browser a request comes from. The middleware
+// package implements it over scs.
 type Sessions interface {
-	// Bind records in the session of ctx that this browser started the
-	// flow. It must keep the app's own session data untouched.
-	Bind(ctx context.Context, flowID string, expires time.Time) error
-	// Bound reports whether the session of ctx started the flow.
-	Bound(ctx context.Context, flowID string) (bool, error)
-	// Release forgets the flow in the session of ctx.
-	Release(ctx context.Context, flowID string) error
+	// BrowserKey returns a secret random value (at least 32 bytes of
+	// entropy) that identifies the browser of the request context ctx,
+	// kept in the browser's session. With create, a browser that has none
+	// is given one, saved with the browser's session (at the latest when
+	// the request's answer is written); without create, it returns "" for
+	// such a browser. It must leave the app's own session data untouched.
+	BrowserKey(ctx context.Context, create bool) (string, error)
 }
 
-// Hooks are called after a flow's outcome or a webhook event is stored.
+// Hooks are called after an outcome, an event or a deletion is stored.
 // They run synchronously in the request; keep them fast. Nil hooks are
 // skipped.
 type Hooks struct {
 	Connected func(ctx context.Context, c Connection)
 	Failed    func(ctx context.Context, c Connection)
 	Abandoned func(ctx context.Context, c Connection)
+	// Revoked is called when a flow came back in another browser and what
+	// it made was quarantined: a security event.
+	Revoked func(ctx context.Context, c Connection)
+	// Deleted is called when a connection was deleted: by the app
+	// ([Onboarder.DeleteConnection]) or at the provider (a webhook or a
+	// refresh).
+	Deleted func(ctx context.Context, c Connection)
 }
 
-func (h Hooks) fire(ctx context.Context, c Connection) {
+func (h Hooks) fire(ctx context.Context, c Connection, deleted bool) {
 	var fn func(context.Context, Connection)
-	switch c.State {
-	case Connected:
+	switch {
+	case deleted:
+		fn = h.Deleted
+	case c.State == Connected:
 		fn = h.Connected
-	case Failed:
+	case c.State == Failed:
 		fn = h.Failed
-	case Abandoned:
+	case c.State == Abandoned:
 		fn = h.Abandoned
+	case c.State == Revoked:
+		fn = h.Revoked
 	}
 	if fn != nil {
 		fn(ctx, c)
 	}
 }
+
+// Defaults for [Config].
+const (
+	DefaultFlowTTL           = 30 * time.Minute
+	DefaultTimeout           = 20 * time.Second
+	DefaultMaxFlowsPerOwner  = 20
+	DefaultMaxFlowsPerTenant = 500
+	DefaultRetain            = 24 * time.Hour
+	DefaultRefreshEvery      = time.Hour
+)
 
 // Config builds an [Onboarder]. URL, Providers, Store, Sessions and Owner
 // are required.
@@ -270,50 +366,86 @@ type Config struct {
 	Providers []Provider
 	// Store keeps flows and connections (store/memstore, store/sqlstore).
 	Store Store
-	// Sessions binds flows to browser sessions (middleware.NewSCS).
+	// Sessions identifies browsers (middleware.NewSCS).
 	Sessions Sessions
 	// Owner identifies the signed-in owner of a request. It returns an
 	// error (or a zero Owner) when nobody is signed in.
 	Owner func(r *http.Request) (Owner, error)
 	// FlowTTL is how long a started flow may take. Default 30 minutes.
 	FlowTTL time.Duration
-	// DonePath is the same-origin path the default Result handler
-	// redirects to when the start named no return_to. Default "/".
+	// MaxFlowsPerOwner caps one owner's pending flows. A start beyond it
+	// settles the owner's oldest pending flow as abandoned (removing what
+	// it made at the provider), so a user who walked away from earlier
+	// setups is never locked out. Default 20.
+	MaxFlowsPerOwner int
+	// MaxFlowsPerTenant caps one tenant's pending flows. A start beyond it
+	// is refused with 429 before the provider is asked for anything, so
+	// one tenant cannot crowd out another. Default 500.
+	MaxFlowsPerTenant int
+	// Timeout is the one deadline of a user-facing request: every provider
+	// call, retry and backoff and every store call of a start or a return
+	// fits in it. Default 20 seconds.
+	Timeout time.Duration
+	// DonePath is the same-origin path shown after a return when the start
+	// named no return_to, and linked from error pages. Default "/".
 	DonePath string
-	// Result handles a return that completed a flow, whatever its
-	// outcome; [ResultFromContext] gives the connection. The default
-	// answers 303 to the flow's return_to (or DonePath) with the query
-	// parameters onboard_status, onboard_provider and onboard_connection.
+	// Result handles a return that completed a flow, whatever its outcome;
+	// [ResultFromContext] gives the connection. The default answers 303 to
+	// the flow's return_to (or DonePath) with onboard_flow=ID added, which
+	// the page reads with [Onboarder.Outcome].
 	Result http.Handler
-	// Error handles a refused or failed start or return;
-	// [ErrorFromContext] gives the error, [StatusCode] and [Message] its
-	// status and safe text. The default writes a small HTML page.
+	// Error handles a refused or failed request; [ErrorFromContext] gives
+	// the error, [StatusCode] and [Message] its status and safe text. The
+	// default writes a small HTML page.
 	Error http.Handler
-	// Hooks are called after outcomes are stored.
+	// Confirm answers a GET start that a browser marks as coming from
+	// another site: no flow is made until the user confirms. Its request
+	// is the start request; the page must POST r.URL.Query()'s parameters
+	// to r.URL.Path. The default writes a small HTML page with one button.
+	Confirm http.Handler
+	// Message gives the text shown to the user for an error, on the
+	// default pages and in JSON answers; apps translate or replace the
+	// texts with it. Default [Message], in English.
+	Message func(err error) string
+	// Hooks are called after outcomes, events and deletions are stored.
 	Hooks Hooks
-	// ReconcileAfter is how old a pending flow must be before Reconcile
-	// asks the provider about it. Default 10 minutes.
-	ReconcileAfter time.Duration
-	// Logger receives diagnostics. Default slog.Default().
+	// Retain is how long the runner keeps a done flow after it expires,
+	// so a late return is told "expired" rather than "unknown". Default
+	// 24 hours.
+	Retain time.Duration
+	// RefreshEvery is how often the runner asks a [Refresher] provider for
+	// each stored connection's state. Default one hour.
+	RefreshEvery time.Duration
+	// Logger receives diagnostics and security events. Default
+	// slog.Default().
 	Logger *slog.Logger
-	// Now is the clock. Default time.Now.
+	// MeterProvider, when set, receives onboard's metrics: counters of
+	// flows started (by provider) and completed (by provider and outcome)
+	// and of refused requests (by error kind), and histograms of the
+	// duration of provider operations and Store calls. Nothing is recorded
+	// when it is nil; the global provider is never used.
+	MeterProvider metric.MeterProvider
+	// TracerProvider, when set, receives a span for each provider
+	// operation. Nothing is recorded when it is nil.
+	TracerProvider trace.TracerProvider
+	// Now is the clock: the one that decides whether a flow is valid.
+	// Default time.Now.
 	Now func() time.Time
 }
 
-// Onboarder serves the start, return and webhook handlers. Build one with
-// [New]; it is safe for concurrent use.
+// Onboarder serves the start, return and webhook handlers and runs the
+// background work. Build one with [New]; it is safe for concurrent use.
 type Onboarder struct {
 	cfg       Config
+	tel       *telemetry
 	baseURL   string // Config.URL without a trailing slash
 	basePath  string // its path
+	origin    string // its scheme and host
 	providers map[string]Provider
 }
 
-// DefaultFlowTTL is the default time a flow may take.
-const DefaultFlowTTL = 30 * time.Minute
-
-// New validates cfg and returns an Onboarder. The error names the first
-// missing or invalid setting.
+// New validates cfg and returns an Onboarder. The error wraps ErrConfig
+// and names the first missing or invalid setting.
 func New(cfg Config) (*Onboarder, error) {
 	if cfg.URL == "" {
 		return nil, fmt.Errorf("%w: URL is empty (want the absolute URL where the handler is mounted, like https://app.example.com/connect)", ErrConfig)
@@ -322,8 +454,8 @@ func New(cfg Config) (*Onboarder, error) {
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		return nil, fmt.Errorf("%w: URL %q is not an absolute http(s) URL", ErrConfig, cfg.URL)
 	}
-	if base.RawQuery != "" || base.Fragment != "" {
-		return nil, fmt.Errorf("%w: URL %q must not have a query or fragment", ErrConfig, cfg.URL)
+	if base.RawQuery != "" || base.Fragment != "" || base.User != nil {
+		return nil, fmt.Errorf("%w: URL %q must not have a query, fragment or user", ErrConfig, cfg.URL)
 	}
 	base.Path = strings.TrimSuffix(base.Path, "/")
 	base.RawPath = ""
@@ -337,7 +469,7 @@ func New(cfg Config) (*Onboarder, error) {
 		}
 		name := p.Name()
 		if !validProviderName(name) {
-			return nil, fmt.Errorf("%w: provider name %q must be lower-case letters, digits or '-'", ErrConfig, name)
+			return nil, fmt.Errorf("%w: provider name %q must be 1 to 32 lower-case letters, digits or '-'", ErrConfig, name)
 		}
 		if _, dup := providers[name]; dup {
 			return nil, fmt.Errorf("%w: two providers are named %q", ErrConfig, name)
@@ -346,19 +478,48 @@ func New(cfg Config) (*Onboarder, error) {
 	}
 	switch {
 	case cfg.Store == nil:
-		return nil, fmt.Errorf("%w: Store is nil (use memstore.New() or sqlstore.New(db))", ErrConfig)
+		return nil, fmt.Errorf("%w: Store is nil (use memstore.New(...) or sqlstore.New(db, ...))", ErrConfig)
 	case cfg.Sessions == nil:
 		return nil, fmt.Errorf("%w: Sessions is nil (use middleware.NewSCS(sessionManager))", ErrConfig)
 	case cfg.Owner == nil:
 		return nil, fmt.Errorf("%w: Owner is nil (want a func that returns the signed-in user and tenant)", ErrConfig)
-	case cfg.FlowTTL < 0:
-		return nil, fmt.Errorf("%w: FlowTTL is negative", ErrConfig)
 	}
-	if cfg.FlowTTL == 0 {
-		cfg.FlowTTL = DefaultFlowTTL
+	durations := []struct {
+		name string
+		d    *time.Duration
+		def  time.Duration
+	}{
+		{"FlowTTL", &cfg.FlowTTL, DefaultFlowTTL},
+		{"Timeout", &cfg.Timeout, DefaultTimeout},
+		{"Retain", &cfg.Retain, DefaultRetain},
+		{"RefreshEvery", &cfg.RefreshEvery, DefaultRefreshEvery},
 	}
-	if cfg.ReconcileAfter <= 0 {
-		cfg.ReconcileAfter = 10 * time.Minute
+	for _, d := range durations {
+		switch {
+		case *d.d < 0:
+			return nil, fmt.Errorf("%w: %s is negative", ErrConfig, d.name)
+		case *d.d == 0:
+			*d.d = d.def
+		}
+	}
+	caps := []struct {
+		name string
+		n    *int
+		def  int
+	}{
+		{"MaxFlowsPerOwner", &cfg.MaxFlowsPerOwner, DefaultMaxFlowsPerOwner},
+		{"MaxFlowsPerTenant", &cfg.MaxFlowsPerTenant, DefaultMaxFlowsPerTenant},
+	}
+	for _, c := range caps {
+		switch {
+		case *c.n < 0:
+			return nil, fmt.Errorf("%w: %s is negative", ErrConfig, c.name)
+		case *c.n == 0:
+			*c.n = c.def
+		}
+	}
+	if cfg.MaxFlowsPerTenant < cfg.MaxFlowsPerOwner {
+		return nil, fmt.Errorf("%w: MaxFlowsPerTenant (%d) is below MaxFlowsPerOwner (%d)", ErrConfig, cfg.MaxFlowsPerTenant, cfg.MaxFlowsPerOwner)
 	}
 	if cfg.DonePath == "" {
 		cfg.DonePath = "/"
@@ -372,16 +533,23 @@ func New(cfg Config) (*Onboarder, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if _, finds := cfg.Store.(ConnectionFinder); !finds {
-		for _, p := range cfg.Providers {
-			if _, hooks := p.(WebhookReceiver); hooks {
-				return nil, fmt.Errorf("%w: provider %q takes webhooks, but the Store is not an onboard.ConnectionFinder", ErrConfig, p.Name())
-			}
-		}
+	if cfg.Message == nil {
+		cfg.Message = Message
 	}
-	o := &Onboarder{cfg: cfg, baseURL: base.String(), basePath: base.Path, providers: providers}
+	tel, err := newTelemetry(cfg.MeterProvider, cfg.TracerProvider)
+	if err != nil {
+		return nil, fmt.Errorf("%w: OpenTelemetry instruments: %v", ErrConfig, err)
+	}
+	if cfg.MeterProvider != nil {
+		cfg.Store = timedStore{s: cfg.Store, t: tel}
+	}
+	o := &Onboarder{cfg: cfg, tel: tel, baseURL: base.String(), basePath: base.Path,
+		origin: base.Scheme + "://" + base.Host, providers: providers}
 	if o.cfg.Error == nil {
 		o.cfg.Error = http.HandlerFunc(o.defaultError)
+	}
+	if o.cfg.Confirm == nil {
+		o.cfg.Confirm = http.HandlerFunc(o.defaultConfirm)
 	}
 	return o, nil
 }
@@ -398,196 +566,105 @@ func validProviderName(s string) bool {
 	return true
 }
 
-// Provider returns the provider with this name.
-func (o *Onboarder) Provider(name string) (Provider, bool) {
-	p, ok := o.providers[name]
-	return p, ok
+// StartOptions are the parameters of a start.
+type StartOptions struct {
+	// Source is the data source to connect ("Salesforce").
+	Source string
+	// Name is the connection name the user asked for.
+	Name string
+	// Connection is the id of an existing connection of the tenant to
+	// reconnect; Source and Name are then taken from it.
+	Connection string
+	// ReturnTo is the same-origin path to show afterwards.
+	ReturnTo string
+	// Popup is for a flow whose hosted page the app opens in a popup
+	// window (parameter display=popup): the return then finishes in a
+	// small page that posts the verified outcome to the window that opened
+	// it, on the app's own origin only, and closes.
+	Popup bool
 }
 
-// Store returns the configured store.
-func (o *Onboarder) Store() Store { return o.cfg.Store }
+func (s StartOptions) values() url.Values {
+	v := url.Values{}
+	for _, p := range []struct{ k, v string }{
+		{"source", s.Source}, {"name", s.Name}, {"connection", s.Connection}, {"return_to", s.ReturnTo},
+	} {
+		if p.v != "" {
+			v.Set(p.k, p.v)
+		}
+	}
+	if s.Popup {
+		v.Set("display", "popup")
+	}
+	return v
+}
 
 // StartURL returns the path (same origin as Config.URL) that starts a flow
-// with the provider for the data source; app pages link or post to it.
-func (o *Onboarder) StartURL(provider, source string) string {
-	u := url.URL{Path: o.basePath + "/" + provider + "/start"}
-	if source != "" {
-		u.RawQuery = url.Values{"source": {source}}.Encode()
+// with the provider; app pages link or post to it.
+func (o *Onboarder) StartURL(provider string, opt StartOptions) string {
+	u := url.URL{Path: o.basePath + "/" + provider + "/start", RawQuery: opt.values().Encode()}
+	return u.String()
+}
+
+// restartURL returns the start URL that begins flow f again, in a popup
+// when f was shown in one.
+func (o *Onboarder) restartURL(f Flow, popup bool) string {
+	opt := StartOptions{Source: f.Source, Name: f.Name, ReturnTo: f.ReturnTo, Popup: popup}
+	if f.Reconnect {
+		opt = StartOptions{Connection: f.ConnectionID, ReturnTo: f.ReturnTo, Popup: popup}
 	}
-	return u.String()
+	return o.StartURL(f.Provider, opt)
 }
 
-// ReconnectURL returns the path that starts a reconnect flow for an
-// existing connection.
-func (o *Onboarder) ReconnectURL(provider, connectionID string) string {
-	u := url.URL{Path: o.basePath + "/" + provider + "/start"}
-	u.RawQuery = url.Values{"connection": {connectionID}}.Encode()
-	return u.String()
+// Connections returns the tenant's connections, newest first: up to
+// limit of them after skipping offset.
+func (o *Onboarder) Connections(ctx context.Context, tenant string, offset, limit int) ([]Connection, error) {
+	cs, err := o.cfg.Store.Connections(ctx, ConnectionQuery{Tenant: tenant, Offset: offset, Limit: limit})
+	return cs, classify(err, ErrStore)
 }
 
-// DeleteConnection deletes the tenant's connection at the provider (when
-// the provider is a [Deleter]) and then from the store. It returns an
-// error wrapping ErrUnknownConnection when the tenant has no such
-// connection.
+// connection returns the tenant's connection with this provider and id,
+// or an error wrapping ErrUnknownConnection.
+func (o *Onboarder) connection(ctx context.Context, tenant, provider, id string) (Connection, error) {
+	c, found, err := o.cfg.Store.FindConnection(ctx, provider, id)
+	if err != nil {
+		return Connection{}, classify(err, ErrStore)
+	}
+	if !found || c.Owner.IsZero() || c.Owner.Tenant != tenant {
+		return Connection{}, fmt.Errorf("%w: %s %q of tenant %q", ErrUnknownConnection, provider, id, tenant)
+	}
+	return c, nil
+}
+
+// DeleteConnection deletes the tenant's connection at the provider and
+// then from the store, and fires Hooks.Deleted. It returns an error
+// wrapping ErrUnknownConnection when the tenant has no such connection
+// (whatever other tenants have).
 func (o *Onboarder) DeleteConnection(ctx context.Context, owner Owner, provider, id string) error {
 	p, ok := o.providers[provider]
 	if !ok {
-		return ErrUnknownProvider
+		return fmt.Errorf("%w: %q", ErrUnknownProvider, provider)
 	}
-	c, found, err := o.cfg.Store.Connection(ctx, owner.Tenant, provider, id)
+	c, err := o.connection(ctx, owner.Tenant, provider, id)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrStore, err)
+		return err
 	}
-	if !found {
-		return ErrUnknownConnection
+	pctx, end := o.tel.provider(ctx, provider, "Delete")
+	err = classify(p.Delete(pctx, c), ErrProvider)
+	end(err)
+	if err != nil {
+		return err
 	}
-	if d, ok := p.(Deleter); ok {
-		if err := d.Delete(ctx, owner, c.ID); err != nil {
-			return asKind(err, ErrProvider)
-		}
+	deleted, err := o.cfg.Store.DeleteConnection(ctx, provider, id)
+	if err != nil {
+		return classify(err, ErrStore)
 	}
-	if err := o.cfg.Store.DeleteConnection(ctx, owner.Tenant, provider, id); err != nil {
-		return fmt.Errorf("%w: %v", ErrStore, err)
-	}
-	o.cfg.Logger.InfoContext(ctx, "onboard: connection deleted", "provider", provider, "connection", id, "tenant", owner.Tenant, "user", owner.User)
-	return nil
-}
-
-// Sentinel errors. Every refusal of the handlers wraps one of them; test
-// with errors.Is. [StatusCode] and [Message] map them to what users see.
-var (
-	ErrConfig            = errors.New("onboard: invalid configuration")
-	ErrNotSignedIn       = errors.New("onboard: nobody is signed in")
-	ErrUnknownProvider   = errors.New("onboard: unknown provider")
-	ErrBadRequest        = errors.New("onboard: malformed request")
-	ErrBadReturnTo       = errors.New("onboard: return_to is not a same-origin path")
-	ErrNoFlow            = errors.New("onboard: no flow id in the return")
-	ErrUnknownFlow       = errors.New("onboard: unknown flow")
-	ErrFlowUsed          = errors.New("onboard: flow already completed")
-	ErrFlowExpired       = errors.New("onboard: flow expired")
-	ErrSessionMismatch   = errors.New("onboard: flow was started in another browser session")
-	ErrOwnerMismatch     = errors.New("onboard: flow belongs to another owner")
-	ErrForged            = errors.New("onboard: return does not match the provider's records")
-	ErrProvider          = errors.New("onboard: provider unavailable")
-	ErrStore             = errors.New("onboard: store unavailable")
-	ErrNoSession         = errors.New("onboard: no session in the request context")
-	ErrTooManyFlows      = errors.New("onboard: too many pending flows")
-	ErrUnknownConnection = errors.New("onboard: unknown connection")
-	ErrWebhook           = errors.New("onboard: webhook refused")
-)
-
-var errorTable = []struct {
-	err    error
-	status int
-	msg    string
-}{
-	{ErrNotSignedIn, http.StatusUnauthorized, "Please sign in, then start again."},
-	{ErrUnknownProvider, http.StatusNotFound, "This data provider is not available."},
-	{ErrBadRequest, http.StatusBadRequest, "The request was malformed."},
-	{ErrBadReturnTo, http.StatusBadRequest, "The return address must be a page of this site."},
-	{ErrNoFlow, http.StatusBadRequest, "This link is not a valid return from the data provider."},
-	{ErrUnknownFlow, http.StatusNotFound, "This connection setup is unknown or was cleaned up. Please start again."},
-	{ErrFlowUsed, http.StatusConflict, "This connection setup was already completed."},
-	{ErrFlowExpired, http.StatusGone, "This connection setup took too long and expired. Please start again."},
-	{ErrSessionMismatch, http.StatusForbidden, "This connection setup was started in another browser. Please start again here."},
-	{ErrOwnerMismatch, http.StatusForbidden, "This connection setup belongs to another user."},
-	{ErrForged, http.StatusForbidden, "The data provider does not confirm this connection."},
-	{ErrProvider, http.StatusBadGateway, "The data provider could not be reached. Please try again in a moment."},
-	{ErrStore, http.StatusServiceUnavailable, "The connection could not be saved right now. Please reload this page to try again."},
-	{ErrNoSession, http.StatusInternalServerError, "Sessions are not set up on this site."},
-	{ErrTooManyFlows, http.StatusTooManyRequests, "Too many connection setups are in progress. Please finish or wait for one."},
-	{ErrUnknownConnection, http.StatusNotFound, "That connection does not exist."},
-	{ErrWebhook, http.StatusUnauthorized, "Webhook refused."},
-}
-
-// StatusCode returns the HTTP status for an error from the handlers:
-// 4xx for refusals, 5xx for failures of the provider, the store or the
-// setup.
-func StatusCode(err error) int {
-	for _, e := range errorTable {
-		if errors.Is(err, e.err) {
-			return e.status
-		}
-	}
-	return http.StatusInternalServerError
-}
-
-// Message returns a message about err that is safe to show to the end
-// user: it never contains internal error text.
-func Message(err error) string {
-	for _, e := range errorTable {
-		if errors.Is(err, e.err) {
-			return e.msg
-		}
-	}
-	return "Something went wrong. Please try again."
-}
-
-// outcome is what the handlers tell the Result and Error handlers: the
-// flow a return was for, the connection it produced and the error a
-// request was refused with. It travels as one context value.
-type outcome struct {
-	flow      Flow
-	hasFlow   bool
-	result    Connection
-	hasResult bool
-	err       error
-}
-
-type outcomeKey struct{}
-
-func outcomeOf(ctx context.Context) *outcome {
-	out, _ := ctx.Value(outcomeKey{}).(*outcome)
-	return out
-}
-
-// withOutcome returns ctx carrying a copy of its outcome changed by set.
-func withOutcome(ctx context.Context, set func(*outcome)) context.Context {
-	var out outcome
-	if old := outcomeOf(ctx); old != nil {
-		out = *old
-	}
-	set(&out)
-	return context.WithValue(ctx, outcomeKey{}, &out)
-}
-
-// WithResult returns ctx carrying the connection a return produced.
-func WithResult(ctx context.Context, c Connection) context.Context {
-	return withOutcome(ctx, func(out *outcome) { out.result, out.hasResult = c, true })
-}
-
-// ResultFromContext returns the connection stored by the return handler.
-func ResultFromContext(ctx context.Context) (Connection, bool) {
-	if out := outcomeOf(ctx); out != nil && out.hasResult {
-		return out.result, true
-	}
-	return Connection{}, false
-}
-
-// WithError returns ctx carrying err for an Error handler.
-func WithError(ctx context.Context, err error) context.Context {
-	return withOutcome(ctx, func(out *outcome) { out.err = err })
-}
-
-// ErrorFromContext returns the error the handlers refused a request with.
-func ErrorFromContext(ctx context.Context) error {
-	if out := outcomeOf(ctx); out != nil {
-		return out.err
+	o.cfg.Logger.InfoContext(ctx, "onboard: connection deleted", "provider", provider, "connection", id,
+		"tenant", owner.Tenant, "user", owner.User)
+	if deleted { // else the provider's own deletion event came first, and fired the hook
+		o.cfg.Hooks.fire(ctx, c, true)
 	}
 	return nil
-}
-
-// WithFlow returns ctx carrying the flow a return was for.
-func WithFlow(ctx context.Context, f Flow) context.Context {
-	return withOutcome(ctx, func(out *outcome) { out.flow, out.hasFlow = f, true })
-}
-
-// FlowFromContext returns the flow a return was for, when one was loaded.
-func FlowFromContext(ctx context.Context) (Flow, bool) {
-	if out := outcomeOf(ctx); out != nil && out.hasFlow {
-		return out.flow, true
-	}
-	return Flow{}, false
 }
 
 // SafeReturnPath reports whether p is a same-origin absolute path that is

@@ -11,8 +11,8 @@ import (
 	"github.com/onboardkit/onboard/middleware"
 )
 
-// RequireOwner guards the app's own pages; NewSCS gives onboard the flow
-// binding over the app's session manager.
+// RequireOwner guards the app's own pages; NewSCS gives onboard the
+// browser binding over the app's session manager.
 func Example() {
 	sm := scs.New()
 	sessions, err := middleware.NewSCS(sm) // onboard.Config.Sessions

@@ -1,59 +1,69 @@
 // Package middleware holds the session glue between onboard and a web app:
-// [SCS] binds each flow to the browser session that started it, over an
-// app's github.com/alexedwards/scs/v2 session manager, and [RequireOwner]
-// admits only requests with a signed-in owner.
+// [SCS] identifies each browser through an app's
+// github.com/alexedwards/scs/v2 session manager, so that a flow counts only
+// in the browser that started it, and [RequireOwner] admits only requests
+// with a signed-in owner.
 package middleware
 
 import (
-	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/alexedwards/scs/v2"
 
 	"github.com/onboardkit/onboard"
 )
 
-// sessionKey is the one session key SCS writes: the session's bound flows
-// as "id expiry" pairs separated by commas. It writes no other key and
-// never renews, clears or destroys the session: the app's own session
-// data stays as it is.
-const sessionKey = "onboard.flows"
-
-// DefaultMaxBound is how many flows one session may have bound at once.
-const DefaultMaxBound = 16
+// sessionKey is the one session key SCS writes: the browser's secret key.
+// It is saved once per session, with the browser's first start; SCS writes
+// no other key and never renews, clears or destroys the session, so the
+// app's own session data stays as it is.
+const sessionKey = "onboard.browser"
 
 // SCS implements [onboard.Sessions] over an scs session manager.
 type SCS struct {
 	sm *scs.SessionManager
 }
 
-// NewSCS returns the session binding for sm. The app must wrap the onboard
-// handler (or its whole router) in sm.LoadAndSave. It refuses a session
-// cookie with SameSite=Strict: browsers do not send such a cookie on the
-// cross-site navigation back from the provider, so every return would
-// look like another browser. Use SameSite=Lax (the scs default).
+// NewSCS returns the browser binding for sm. The app must wrap the onboard
+// handler (or its whole router) in sm.LoadAndSave.
+//
+// The session cookie decides which requests carry the binding:
+//   - SameSite=Lax (the scs default) is right: the cookie is sent on the
+//     top-level navigation back from the provider's page.
+//   - SameSite=Strict is refused: browsers drop such a cookie on the
+//     navigation back from the provider, so every return would look like
+//     another browser's and be quarantined.
+//   - SameSite=None also works, but gives up the browser's own defence
+//     against cross-site requests for every request of the app, and
+//     browsers accept it only with Secure, so it is refused without Secure.
+//     onboard does not rely on SameSite (a POST start checks its origin, a
+//     cross-site GET start is confirmed on a page of the app), but the
+//     app's own pages may.
 func NewSCS(sm *scs.SessionManager) (*SCS, error) {
 	if sm == nil {
 		return nil, errors.New("middleware: nil session manager")
 	}
-	if sm.Cookie.SameSite == http.SameSiteStrictMode {
-		return nil, errors.New("middleware: the session cookie is SameSite=Strict, which browsers drop on the return from the provider; use http.SameSiteLaxMode")
+	switch sm.Cookie.SameSite {
+	case http.SameSiteStrictMode:
+		return nil, fmt.Errorf("%w: the session cookie is SameSite=Strict, which browsers drop on the return from the provider, so every return would be refused; use http.SameSiteLaxMode (the scs default)", onboard.ErrConfig)
+	case http.SameSiteNoneMode:
+		if !sm.Cookie.Secure {
+			return nil, fmt.Errorf("%w: the session cookie is SameSite=None without Secure, which browsers refuse; use http.SameSiteLaxMode (the scs default)", onboard.ErrConfig)
+		}
 	}
 	return &SCS{sm: sm}, nil
 }
 
 var errNoSession = fmt.Errorf("%w: wrap the handler in the scs session manager's LoadAndSave", onboard.ErrNoSession)
 
-// read returns the session's bindings. scs panics when a request reaches
-// it without its LoadAndSave middleware; that panic is turned here into
-// onboard.ErrNoSession.
+// read returns the browser's key, "" when it has none. scs panics when a
+// request reaches it without its LoadAndSave middleware; that panic is
+// turned here into onboard.ErrNoSession.
 func (s *SCS) read(ctx context.Context) (v string, err error) {
 	defer func() {
 		if recover() != nil {
@@ -63,100 +73,90 @@ func (s *SCS) read(ctx context.Context) (v string, err error) {
 	return s.sm.GetString(ctx, sessionKey), nil
 }
 
-type binding struct {
-	id  string
-	exp int64
+// BrowserKey returns the browser's secret key: 32 random bytes, base64url.
+// With create, a browser without one gets one, put in the session and saved
+// with it by LoadAndSave at the end of that request: the session is written
+// once per browser, at its first start, and never again by onboard. If that
+// save fails, the user gets the app's error page, and the flow the start
+// made is left to expire; the runner then settles it and removes what the
+// provider made for it.
+//
+// Two tabs whose very first starts in a browser overlap each make a key,
+// and the session keeps only one: the other tab's flow then counts as
+// another browser's. An app that wants to rule this out gives the browser
+// its key when the user signs in, by calling BrowserKey(ctx, true) there.
+func (s *SCS) BrowserKey(ctx context.Context, create bool) (string, error) {
+	key, err := s.read(ctx)
+	if err != nil || key != "" || !create {
+		return key, err
+	}
+	var raw [32]byte
+	_, _ = rand.Read(raw[:]) // never fails
+	key = base64.RawURLEncoding.EncodeToString(raw[:])
+	s.sm.Put(ctx, sessionKey, key)
+	return key, nil
 }
 
-// parse reads "id exp,id exp", skipping malformed and expired entries.
-func parse(v string, now int64) []binding {
-	var out []binding
-	for v != "" {
-		var item string
-		item, v, _ = strings.Cut(v, ",")
-		id, exp, ok := strings.Cut(item, " ")
-		if !ok {
-			continue
+// LoadAndSave returns sm.LoadAndSave, made to answer a failure of the
+// session store, in loading or in saving the session, exactly once and
+// with onError: never scs's bare "Internal Server Error", and never two
+// bodies when the save fails as the handler writes its answer. With
+// onboard, onError is the Onboarder's SessionError, which renders the
+// app's Config.Error page:
+//
+//	handler := middleware.LoadAndSave(sessionManager, ob.SessionError)(mux)
+//
+// It sets sm.ErrorFunc; use it in place of sm.LoadAndSave, once per
+// session manager. onError must not use the session: when loading failed,
+// the request has none.
+func LoadAndSave(sm *scs.SessionManager, onError func(http.ResponseWriter, *http.Request, error)) func(http.Handler) http.Handler {
+	sm.ErrorFunc = func(w http.ResponseWriter, r *http.Request, err error) {
+		g, _ := w.(*answerOnce)
+		if g != nil {
+			if g.answered {
+				return
+			}
+			// What the handler set for its own answer does not belong to
+			// the error page.
+			h := g.Header()
+			h.Del("Location")
+			h.Del("Content-Length")
 		}
-		if e, err := strconv.ParseInt(exp, 10, 64); err == nil && e > now {
-			out = append(out, binding{id, e})
-		}
-	}
-	return out
-}
-
-func (s *SCS) write(ctx context.Context, bs []binding) {
-	if len(bs) == 0 {
-		s.sm.Remove(ctx, sessionKey)
-		return
-	}
-	var b strings.Builder
-	b.Grow(len(bs) * (len(bs[0].id) + 12))
-	var exp [20]byte
-	for i, x := range bs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(x.id)
-		b.WriteByte(' ')
-		b.Write(strconv.AppendInt(exp[:0], x.exp, 10))
-	}
-	s.sm.Put(ctx, sessionKey, b.String())
-}
-
-// Bind records the flow in the session, dropping expired bindings and,
-// past the limit, the oldest ones.
-func (s *SCS) Bind(ctx context.Context, flowID string, expires time.Time) error {
-	v, err := s.read(ctx)
-	if err != nil {
-		return err
-	}
-	b := binding{flowID, expires.Unix()}
-	if v == "" {
-		s.write(ctx, []binding{b})
-		return nil
-	}
-	bs := parse(v, time.Now().Unix())
-	if len(bs) >= DefaultMaxBound {
-		slices.SortFunc(bs, func(a, b binding) int { return cmp.Compare(a.exp, b.exp) })
-		bs = bs[len(bs)-DefaultMaxBound+1:]
-	}
-	s.write(ctx, append(bs, b))
-	return nil
-}
-
-// Bound reports whether the session holds an unexpired binding of the
-// flow.
-func (s *SCS) Bound(ctx context.Context, flowID string) (bool, error) {
-	v, err := s.read(ctx)
-	if err != nil {
-		return false, err
-	}
-	if flowID == "" {
-		return false, nil
-	}
-	for v != "" {
-		var item string
-		item, v, _ = strings.Cut(v, ",")
-		id, exp, _ := strings.Cut(item, " ")
-		if id == flowID {
-			e, err := strconv.ParseInt(exp, 10, 64)
-			return err == nil && e > time.Now().Unix(), nil
+		onError(w, r, err)
+		if g != nil {
+			g.answered = true
 		}
 	}
-	return false, nil
+	return func(next http.Handler) http.Handler {
+		h := sm.LoadAndSave(next)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(&answerOnce{ResponseWriter: w}, r)
+		})
+	}
 }
 
-// Release removes the flow's binding from the session.
-func (s *SCS) Release(ctx context.Context, flowID string) error {
-	v, err := s.read(ctx)
-	if err != nil {
-		return err
-	}
-	bs := parse(v, time.Now().Unix())
-	s.write(ctx, slices.DeleteFunc(bs, func(b binding) bool { return b.id == flowID }))
-	return nil
+// answerOnce drops what the handler writes after the session layer has
+// answered with an error page.
+type answerOnce struct {
+	http.ResponseWriter
+	answered bool
 }
+
+func (a *answerOnce) WriteHeader(code int) {
+	if !a.answered {
+		a.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (a *answerOnce) Write(b []byte) (int, error) {
+	if a.answered {
+		return len(b), nil
+	}
+	return a.ResponseWriter.Write(b)
+}
+
+// Unwrap returns the underlying ResponseWriter, for http.ResponseController.
+func (a *answerOnce) Unwrap() http.ResponseWriter { return a.ResponseWriter }
 
 type ownerKey struct{}
 

@@ -31,68 +31,149 @@ func TestNewSCSRefusesStrictCookies(t *testing.T) {
 	require.Error(t, err)
 }
 
-func TestBindBoundRelease(t *testing.T) {
+func TestNewSCSCookieSettings(t *testing.T) {
+	none := scs.New()
+	none.Cookie.SameSite = http.SameSiteNoneMode
+	_, err := middleware.NewSCS(none)
+	require.ErrorIs(t, err, onboard.ErrConfig, "None without Secure")
+	none.Cookie.Secure = true
+	_, err = middleware.NewSCS(none)
+	require.NoError(t, err, "None with Secure works, with what it gives up documented")
+	_, err = middleware.NewSCS(scs.New())
+	require.NoError(t, err, "Lax, the scs default")
+}
+
+func TestBrowserKey(t *testing.T) {
 	sm := scs.New()
 	s, err := middleware.NewSCS(sm)
 	require.NoError(t, err)
 	ctx := loaded(t, sm)
 	sm.Put(ctx, "user", "alice")
 
-	require.NoError(t, s.Bind(ctx, "f1", time.Now().Add(time.Hour)))
-	ok, err := s.Bound(ctx, "f1")
+	key, err := s.BrowserKey(ctx, false)
 	require.NoError(t, err)
-	require.True(t, ok)
-	ok, _ = s.Bound(ctx, "f2")
-	require.False(t, ok)
+	require.Empty(t, key, "no key is made without create")
 
-	require.NoError(t, s.Bind(ctx, "old", time.Now().Add(-time.Second)))
-	ok, _ = s.Bound(ctx, "old")
-	require.False(t, ok, "an expired binding does not count")
-
-	require.NoError(t, s.Release(ctx, "f1"))
-	ok, _ = s.Bound(ctx, "f1")
-	require.False(t, ok)
+	key, err = s.BrowserKey(ctx, true)
+	require.NoError(t, err)
+	require.Len(t, key, 43, "32 random bytes, base64url")
+	again, err := s.BrowserKey(ctx, true)
+	require.NoError(t, err)
+	require.Equal(t, key, again, "one key per browser")
+	read, err := s.BrowserKey(ctx, false)
+	require.NoError(t, err)
+	require.Equal(t, key, read)
 	require.Equal(t, "alice", sm.GetString(ctx, "user"), "the app's data is untouched")
+	require.Len(t, sm.Keys(ctx), 2, "one key of its own")
+
+	other, err := s.BrowserKey(loaded(t, sm), true)
+	require.NoError(t, err)
+	require.NotEqual(t, key, other)
 }
 
-func TestBindingsAreBounded(t *testing.T) {
+// failingStore is an scs store that cannot save.
+type failingStore struct{}
+
+func (failingStore) Find(string) ([]byte, bool, error)      { return nil, false, nil }
+func (failingStore) Commit(string, []byte, time.Time) error { return errors.New("database down") }
+func (failingStore) Delete(string) error                    { return nil }
+
+// countingStore is an scs memory store that counts its commits.
+type countingStore struct {
+	scs.Store
+	commits int
+}
+
+func (c *countingStore) Commit(token string, b []byte, expiry time.Time) error {
+	c.commits++
+	return c.Store.Commit(token, b, expiry)
+}
+
+// TestBrowserKeyIsSavedWithTheSession: the key is written to the session
+// store once per browser, by LoadAndSave with the first start's answer, and
+// later requests read it without writing.
+func TestBrowserKeyIsSavedWithTheSession(t *testing.T) {
 	sm := scs.New()
-	s, _ := middleware.NewSCS(sm)
-	ctx := loaded(t, sm)
-	sm.Put(ctx, "user", "alice")
-	now := time.Now()
-	for i := range 50 {
-		require.NoError(t, s.Bind(ctx, fmt.Sprint("f", i), now.Add(time.Hour+time.Duration(i)*time.Second)))
+	store := &countingStore{Store: sm.Store}
+	sm.Store = store
+	s, err := middleware.NewSCS(sm)
+	require.NoError(t, err)
+	h := middleware.LoadAndSave(sm, func(w http.ResponseWriter, r *http.Request, err error) {
+		t.Errorf("session error: %v", err)
+	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, err := s.BrowserKey(r.Context(), true)
+		require.NoError(t, err)
+		require.Zero(t, store.commits, "BrowserKey itself writes nothing")
+		fmt.Fprint(w, key)
+	}))
+	first := httptest.NewRecorder()
+	h.ServeHTTP(first, httptest.NewRequest("GET", "/", nil))
+	require.Equal(t, 1, store.commits, "the first start saves the session once")
+	cookies := first.Result().Cookies()
+	require.Len(t, cookies, 1)
+	store.commits = 0
+	for range 3 {
+		again := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/", nil)
+		req.AddCookie(cookies[0])
+		h.ServeHTTP(again, req)
+		require.Equal(t, first.Body.String(), again.Body.String(), "one key per browser")
 	}
-	require.Len(t, sm.Keys(ctx), 2, "one key for all bindings, and the app's own")
-	bound := 0
-	for i := range 50 {
-		if ok, _ := s.Bound(ctx, fmt.Sprint("f", i)); ok {
-			bound++
-		}
-	}
-	require.Equal(t, middleware.DefaultMaxBound, bound)
-	ok, _ := s.Bound(ctx, "f49")
-	require.True(t, ok, "the newest binding is kept")
-	ok, _ = s.Bound(ctx, "f0")
-	require.False(t, ok, "the oldest bindings are dropped")
-	ok, _ = s.Bound(ctx, "9")
-	require.False(t, ok, "a suffix of a bound id is not bound")
-	require.NoError(t, s.Release(ctx, "f49"))
-	ok, _ = s.Bound(ctx, "f49")
-	require.False(t, ok)
-	ok, _ = s.Bound(ctx, "f48")
-	require.True(t, ok, "releasing one keeps the others")
+	require.Zero(t, store.commits, "later starts write nothing")
 }
 
 func TestNoSessionIsAnErrorNotAPanic(t *testing.T) {
 	s, _ := middleware.NewSCS(scs.New())
-	ctx := context.Background()
-	require.ErrorIs(t, s.Bind(ctx, "f", time.Now().Add(time.Hour)), onboard.ErrNoSession)
-	_, err := s.Bound(ctx, "f")
-	require.ErrorIs(t, err, onboard.ErrNoSession)
-	require.ErrorIs(t, s.Release(ctx, "f"), onboard.ErrNoSession)
+	for _, create := range []bool{false, true} {
+		_, err := s.BrowserKey(context.Background(), create)
+		require.ErrorIs(t, err, onboard.ErrNoSession)
+	}
 }
+
+// TestLoadAndSaveAnswersOnce: a session store that fails to load or to
+// save is answered once, by onError, with nothing of the handler's own
+// answer mixed in.
+func TestLoadAndSaveAnswersOnce(t *testing.T) {
+	onError := func(w http.ResponseWriter, r *http.Request, err error) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, "app error page")
+	}
+	tests := []struct {
+		name  string
+		store scs.Store
+		want  string
+	}{
+		{"save fails", failingStore{}, "app error page"},
+		{"load fails", loadFails{}, "app error page"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sm := scs.New()
+			sm.Store = tt.store
+			h := middleware.LoadAndSave(sm, onError)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				sm.Put(r.Context(), "user", "alice")
+				http.Redirect(w, r, "/next", http.StatusSeeOther)
+			}))
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("GET", "/", nil)
+			req.AddCookie(&http.Cookie{Name: sm.Cookie.Name, Value: "token"})
+			h.ServeHTTP(rec, req)
+			require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+			require.Equal(t, tt.want, rec.Body.String())
+			require.Empty(t, rec.Header().Get("Location"))
+		})
+	}
+	// A store that works: the handler's answer as it is.
+	sm := scs.New()
+	h := middleware.LoadAndSave(sm, onError)(http.RedirectHandler("/next", http.StatusSeeOther))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	require.Equal(t, http.StatusSeeOther, rec.Code)
+}
+
+type loadFails struct{ failingStore }
+
+func (loadFails) Find(string) ([]byte, bool, error) { return nil, false, errors.New("database down") }
 
 func TestRequireOwner(t *testing.T) {
 	identify := func(r *http.Request) (onboard.Owner, error) {

@@ -1,7 +1,8 @@
 // Package apiclient is the JSON-over-HTTP client the providers share:
-// bounded response bodies, typed errors, and retries with backoff for
-// idempotent calls only (and for 429, when the caller allows it, since a
-// rate-limited request was not processed).
+// bounded response bodies, errors of onboard's kinds, and retries with
+// backoff within the caller's deadline: for idempotent calls after a
+// network error, a 5xx or a 429, and for any call after a 429 (a
+// rate-limited request was not carried out).
 package apiclient
 
 import (
@@ -17,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/onboardkit/onboard"
 )
 
 // MaxBody is the largest response body read.
@@ -28,33 +31,46 @@ type Client struct {
 	HTTP *http.Client
 	// Base is prepended to every path: "https://api.fivetran.com".
 	Base string
-	// Retries is how many times an idempotent call is repeated after a
-	// network error, a 5xx or a 429.
+	// Retries is how many times a call may be repeated.
 	Retries int
 	// Backoff is the first wait between tries; it doubles, with jitter.
 	Backoff time.Duration
 	// MaxWait bounds a wait, including one a Retry-After asks for. A
-	// longer Retry-After fails the call at once.
+	// longer Retry-After, or one past the context's deadline, fails the
+	// call at once.
 	MaxWait time.Duration
-	// Retry429 allows repeating a non-idempotent call refused with 429.
-	Retry429 bool
 	// Prepare sets headers (authentication) on every request.
 	Prepare func(ctx context.Context, r *http.Request) error
 	// Decode turns a non-2xx answer into an error.
 	Decode func(status int, body []byte, h http.Header) error
 }
 
-// Error is a call that failed at the transport level or returned junk.
+// Error is a failed call: its kind (onboard.ErrRefused for a 4xx other
+// than 401, 403, 408 and 429; onboard.ErrProvider otherwise) and its cause
+// (the provider's decoded error, a transport error, junk).
 type Error struct {
-	Op  string // "GET /v1/connections/x"
-	Err error
+	Op   string // "GET /v1/connections/x"
+	Kind error
+	Err  error
 }
 
 // Error returns the operation and the cause.
 func (e *Error) Error() string { return e.Op + ": " + e.Err.Error() }
 
-// Unwrap returns the cause.
-func (e *Error) Unwrap() error { return e.Err }
+// Unwrap returns the kind and the cause.
+func (e *Error) Unwrap() []error { return []error{e.Kind, e.Err} }
+
+// kindOf returns the kind of an answer's status.
+func kindOf(status int) error {
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusRequestTimeout, http.StatusTooManyRequests:
+		return onboard.ErrProvider
+	}
+	if status >= 400 && status < 500 {
+		return onboard.ErrRefused
+	}
+	return onboard.ErrProvider
+}
 
 // ErrMalformed is a 2xx answer whose body is not the JSON expected.
 var ErrMalformed = errors.New("malformed response")
@@ -78,7 +94,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	if in != nil {
 		var err error
 		if body, err = json.Marshal(in); err != nil {
-			return &Error{op, err}
+			return &Error{op, onboard.ErrProvider, err}
 		}
 	}
 	idempotent := method == http.MethodGet || method == http.MethodHead || method == http.MethodDelete || method == http.MethodPut
@@ -95,8 +111,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		retry := false
 		switch {
 		case errors.As(err, &se):
-			retry = (idempotent && Temporary(se.HTTPStatus())) ||
-				(c.Retry429 && se.HTTPStatus() == http.StatusTooManyRequests)
+			retry = (idempotent && Temporary(se.HTTPStatus())) || se.HTTPStatus() == http.StatusTooManyRequests
 		case errors.Is(err, ErrMalformed):
 			retry = false
 		default: // transport error: only idempotent calls
@@ -110,7 +125,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		if errors.As(err, &ra) && ra.RetryAfter() > 0 {
 			d = ra.RetryAfter()
 		}
-		if d > c.MaxWait {
+		if dl, ok := ctx.Deadline(); d > c.MaxWait || (ok && time.Now().Add(d).After(dl)) {
 			return err
 		}
 		t := time.NewTimer(d)
@@ -132,7 +147,7 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, rd)
 	if err != nil {
-		return &Error{op, err}
+		return &Error{op, onboard.ErrProvider, err}
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -140,29 +155,29 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 	req.Header.Set("Accept", "application/json")
 	if c.Prepare != nil {
 		if err := c.Prepare(ctx, req); err != nil {
-			return &Error{op, err}
+			return &Error{op, onboard.ErrProvider, err}
 		}
 	}
 	res, err := c.HTTP.Do(req)
 	if err != nil {
-		return &Error{op, err}
+		return &Error{op, onboard.ErrProvider, err}
 	}
 	defer res.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(res.Body, MaxBody+1))
 	if err != nil {
-		return &Error{op, fmt.Errorf("reading the response: %w", err)}
+		return &Error{op, onboard.ErrProvider, fmt.Errorf("reading the response: %w", err)}
 	}
 	if len(data) > MaxBody {
-		return &Error{op, fmt.Errorf("%w: body over %d bytes", ErrMalformed, MaxBody)}
+		return &Error{op, onboard.ErrProvider, fmt.Errorf("%w: body over %d bytes", ErrMalformed, MaxBody)}
 	}
 	if res.StatusCode < 200 || res.StatusCode > 299 {
-		return &Error{op, c.Decode(res.StatusCode, data, res.Header)}
+		return &Error{op, kindOf(res.StatusCode), c.Decode(res.StatusCode, data, res.Header)}
 	}
 	if out == nil {
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return &Error{op, fmt.Errorf("%w: %v", ErrMalformed, err)}
+		return &Error{op, onboard.ErrProvider, fmt.Errorf("%w: %v", ErrMalformed, err)}
 	}
 	return nil
 }

@@ -37,11 +37,16 @@ func (s *Strings) Get(key string, find func() (string, error)) (string, error) {
 	if v = r.(string); v == "" {
 		return "", ErrEmpty
 	}
+	s.Set(key, v)
+	return v, nil
+}
+
+// Set remembers v as the value of key.
+func (s *Strings) Set(key, v string) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.m == nil {
 		s.m = make(map[string]string)
 	}
 	s.m[key] = v
-	s.mu.Unlock()
-	return v, nil
 }

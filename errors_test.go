@@ -1,0 +1,194 @@
+package onboard_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/onboardkit/onboard"
+	"github.com/onboardkit/onboard/onboardtest"
+	"github.com/onboardkit/onboard/providers/fake"
+)
+
+func TestKindsCarryStatusAndMessage(t *testing.T) {
+	secret := errors.New("pq: password=hunter2 rejected")
+	tests := []struct {
+		err    error
+		status int
+		says   string
+	}{
+		{fmt.Errorf("%w: %w", onboard.ErrStore, secret), http.StatusServiceUnavailable, "could not be saved"},
+		{fmt.Errorf("%w: %w", onboard.ErrRefused, secret), http.StatusUnprocessableEntity, "did not accept"},
+		{fmt.Errorf("%w: %w", onboard.ErrProvider, secret), http.StatusBadGateway, "could not be reached"},
+		{fmt.Errorf("%w: %w", onboard.ErrSession, secret), http.StatusServiceUnavailable, "session"},
+		{onboard.ErrBadFlowID, http.StatusBadRequest, "setup id is not valid"},
+		{onboard.ErrFlowExpired, http.StatusGone, "expired"},
+		{onboard.ErrOtherBrowser, http.StatusForbidden, "another browser"},
+		{onboard.ErrTooManyFlows, http.StatusTooManyRequests, "Too many"},
+		{secret, http.StatusInternalServerError, "Something went wrong"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.status, onboard.StatusCode(tt.err), tt.err)
+		assert.Contains(t, onboard.Message(tt.err), tt.says)
+		assert.NotContains(t, onboard.Message(tt.err), "hunter2")
+		if tt.err != secret && !errors.Is(tt.err, onboard.ErrBadFlowID) {
+			assert.True(t, tt.err == tt.err && (errors.Is(tt.err, secret) || !strings.Contains(tt.err.Error(), "hunter2")),
+				"the cause chain is kept")
+		}
+	}
+}
+
+// TestProviderRefusalIsNotAnOutage: a provider refusing the request (a
+// 4xx such as an unknown data source) is shown as such, with what the
+// user can do, not as "could not be reached".
+func TestProviderRefusalIsNotAnOutage(t *testing.T) {
+	e := newEnv(t)
+	e.fake.FailBegin(fmt.Errorf("%w: 400 unknown data source", onboard.ErrRefused))
+	res := e.browser("alice", "acme").get(e.URL() + "/connect/fake/start?source=Salesforc")
+	require.Equal(t, http.StatusUnprocessableEntity, res.Code)
+	require.Contains(t, res.Body, "did not accept this setup")
+	require.Contains(t, res.Body, "Start again")
+	require.NotContains(t, res.Body, "could not be reached")
+	require.NotContains(t, res.Body, "unknown data source", "provider text stays in the logs")
+}
+
+// hangingProvider is the fake whose Begin and Complete hang until their
+// context ends, as a provider that stopped answering.
+type hangingProvider struct{ *fake.Provider }
+
+func (h hangingProvider) Begin(ctx context.Context, f onboard.Flow, returnURL string) (string, error) {
+	<-ctx.Done()
+	return "", ctx.Err()
+}
+
+// TestOneDeadlinePerRequest: a hanging provider costs the user the
+// configured deadline, then the error page.
+func TestOneDeadlinePerRequest(t *testing.T) {
+	p := hangingProvider{fake.New("fake")}
+	a := onboardtest.New(t, onboardtest.Options{Providers: []onboard.Provider{p}, Config: func(c *onboard.Config) {
+		c.Timeout = 300 * time.Millisecond
+	}})
+	b := a.Browser("alice", "acme")
+	t0 := time.Now()
+	res := b.Get(a.URL() + "/connect/fake/start?source=Salesforce")
+	took := time.Since(t0)
+	require.Equal(t, http.StatusBadGateway, res.Code)
+	require.GreaterOrEqual(t, took, 300*time.Millisecond)
+	require.Less(t, took, 2*time.Second)
+	require.Contains(t, res.Body, "Start again")
+}
+
+func TestDefaultTimeoutIsAtMostTwentySeconds(t *testing.T) {
+	require.LessOrEqual(t, onboard.DefaultTimeout, 20*time.Second)
+}
+
+// TestDefaultErrorPage: the status, the safe message, a way back to
+// DonePath and, where it helps, a link to try again.
+func TestDefaultErrorPage(t *testing.T) {
+	e := newEnv(t, func(c *onboard.Config) { c.DonePath = "/integrations" })
+	b := e.browser("alice", "acme")
+	res := b.get(e.URL() + "/connect/fake/return/" + strings.Repeat("A", 43))
+	require.Equal(t, http.StatusNotFound, res.Code)
+	require.Contains(t, res.Body, `<a href="/integrations">`)
+	require.NotContains(t, res.Body, `href="/"`)
+	require.Contains(t, res.Body, "404 Not Found")
+}
+
+// TestStoreDownAtStart: the store failing at admission is a clear 503 and
+// no provider call; the page offers a fresh start.
+func TestStoreDownAtStart(t *testing.T) {
+	e := newEnv(t)
+	e.store.Fail("CreateFlow", 1)
+	res := e.browser("alice", "acme").get(e.URL() + "/connect/fake/start?source=Salesforce")
+	require.Equal(t, http.StatusServiceUnavailable, res.Code)
+	require.Contains(t, res.Body, "Start again")
+	require.NotContains(t, res.Body, "eload")
+	require.Zero(t, e.fake.Calls().Begin)
+}
+
+// TestSessionStoreDown: a session store that fails renders the app's
+// error page exactly once, through Config.Error, with no provider call.
+func TestSessionStoreDown(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	e.sessions.setFail(true)
+	res := b.get(e.URL() + "/connect/fake/start?source=Salesforce")
+	require.Equal(t, http.StatusServiceUnavailable, res.Code, res.Body)
+	require.Equal(t, 1, strings.Count(res.Body, "<html"), "one page: %s", res.Body)
+	require.Contains(t, res.Body, "session")
+	require.Zero(t, e.fake.Calls().Begin)
+
+	// A browser that already has its key needs no session write to
+	// start; only the load can fail then.
+	e.sessions.setFail(false)
+	b.start("")
+	e.sessions.setFail(true)
+	res = b.get(e.URL() + "/connect/fake/start?source=Salesforce")
+	require.Equal(t, http.StatusServiceUnavailable, res.Code, res.Body)
+	require.Equal(t, 1, strings.Count(res.Body, "<html"), "one page: %s", res.Body)
+	e.sessions.setFail(false)
+	id := b.start("")
+	require.Equal(t, http.StatusSeeOther, b.get(b.finish(id, onboard.Connected)).Code)
+}
+
+// TestSessionSaveFailsAsTheAnswerIsWritten: the session store fails when
+// LoadAndSave saves the session as the start writes its redirect: one
+// error page, no redirect and no second body.
+func TestSessionSaveFailsAsTheAnswerIsWritten(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	// Commit 1 was the sign-in; 2 is LoadAndSave's, with the new browser
+	// key, as the redirect is written.
+	e.sessions.mu.Lock()
+	e.sessions.failAt = 2
+	e.sessions.mu.Unlock()
+	res := b.get(e.URL() + "/connect/fake/start?source=Salesforce")
+	require.Equal(t, http.StatusServiceUnavailable, res.Code, res.Body)
+	require.Empty(t, res.Location)
+	require.Equal(t, 1, strings.Count(res.Body, "<html"), res.Body)
+	require.Equal(t, 1, strings.Count(res.Body, "</html>"), res.Body)
+	// The key was not saved: the next start gives the browser a new one,
+	// and its flow returns fine.
+	id := b.start("source=Salesforce")
+	require.Equal(t, http.StatusSeeOther, b.get(b.finish(id, onboard.Connected)).Code)
+	// The flow whose redirect was lost is settled by the runner.
+	e.clock.Add(onboard.DefaultFlowTTL + 1)
+	rep, err := e.Onboarder.RunOnce(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Settled)
+}
+
+func TestDeleteConnection(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	b.get(b.finish(b.start("source=Salesforce"), onboard.Connected))
+	c := e.Connections("acme")[0]
+	ctx := t.Context()
+	err := e.Onboarder.DeleteConnection(ctx, onboard.Owner{Tenant: "globex", User: "eve"}, "fake", c.ID)
+	require.ErrorIs(t, err, onboard.ErrUnknownConnection, "another tenant's connection is unknown to globex")
+	require.Len(t, e.fake.Connections(), 1)
+	require.ErrorIs(t, e.Onboarder.DeleteConnection(ctx, c.Owner, "nope", c.ID), onboard.ErrUnknownProvider)
+	require.NoError(t, e.Onboarder.DeleteConnection(ctx, c.Owner, "fake", c.ID))
+	require.Empty(t, e.Connections("acme"))
+	require.Empty(t, e.fake.Connections())
+	require.Equal(t, []string{"connected", "deleted"}, e.hooks.list())
+	require.ErrorIs(t, e.Onboarder.DeleteConnection(ctx, c.Owner, "fake", c.ID), onboard.ErrUnknownConnection)
+}
+
+func TestStartURL(t *testing.T) {
+	e := newEnv(t)
+	got := e.Onboarder.StartURL("fake", onboard.StartOptions{Source: "Sales force", Name: "A&B", ReturnTo: "/x?y=1"})
+	u, err := url.Parse(got)
+	require.NoError(t, err)
+	require.Equal(t, "/connect/fake/start", u.Path)
+	require.Equal(t, url.Values{"source": {"Sales force"}, "name": {"A&B"}, "return_to": {"/x?y=1"}}, u.Query())
+	require.Equal(t, "/connect/fake/start", e.Onboarder.StartURL("fake", onboard.StartOptions{}))
+}

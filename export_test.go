@@ -1,0 +1,4 @@
+package onboard
+
+// ResultURL exposes resultURL to the tests.
+var ResultURL = resultURL

@@ -1,0 +1,172 @@
+package onboard_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/onboardkit/onboard"
+)
+
+// hostedAndBack plays the victim: she opens the hosted page of the
+// attacker's flow (a link the attacker sent her), enters her credentials,
+// and the provider sends her browser back.
+func (e *env) victimFills(flowID string) string {
+	e.t.Helper()
+	back, err := e.fake.Finish(flowID, onboard.Connected)
+	require.NoError(e.t, err)
+	return back
+}
+
+func connOf(t *testing.T, back string) string {
+	u, err := url.Parse(back)
+	require.NoError(t, err)
+	return u.Query().Get("conn")
+}
+
+// TestFixationVictimReturnQuarantines: the victim's browser comes back
+// with the attacker's flow: refused, and what the flow made is deleted at
+// the provider, the flow is revoked, the hook fires and a security event
+// is logged. The attacker's own return then attaches nothing.
+func TestFixationVictimReturnQuarantines(t *testing.T) {
+	e := newEnv(t)
+	mallory := e.browser("mallory", "evil")
+	id := mallory.start("source=Salesforce")
+	back := e.victimFills(id)
+	require.Len(t, e.fake.Connections(), 1)
+
+	victim := e.browser("alice", "acme")
+	res := victim.get(back)
+	require.Equal(t, http.StatusForbidden, res.Code)
+	require.Contains(t, res.Body, "another browser")
+	require.Contains(t, res.Body, "Start again")
+
+	require.Empty(t, e.fake.Connections(), "the connection is deleted at the provider")
+	f := e.flow(id)
+	require.Equal(t, onboard.Revoked, f.Outcome)
+	require.False(t, f.Cleanup)
+	require.Equal(t, []string{"revoked"}, e.hooks.list())
+	require.Contains(t, e.log.String(), "security=true")
+
+	res = mallory.get(back)
+	require.Equal(t, http.StatusSeeOther, res.Code)
+	c, status := mallory.Outcome(e.App, res.Location)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, onboard.Revoked, c.State)
+	require.Empty(t, e.Connections("evil"), "nothing attached to the attacker's tenant")
+}
+
+// TestFixationAttackerReturnWithoutTheSecret: the victim closes the tab
+// after saving; the attacker returns in his own browser without the
+// connection id only the victim's browser was handed: not connected, and
+// what the flow made is removed.
+func TestFixationAttackerReturnWithoutTheSecret(t *testing.T) {
+	e := newEnv(t)
+	mallory := e.browser("mallory", "evil")
+	id := mallory.start("source=Salesforce")
+	back := e.victimFills(id)
+	u, _ := url.Parse(back)
+	res := mallory.get(u.Scheme + "://" + u.Host + u.Path + "?status=connected")
+	require.Equal(t, http.StatusSeeOther, res.Code)
+	c, _ := mallory.Outcome(e.App, res.Location)
+	require.Equal(t, onboard.Abandoned, c.State)
+	require.Empty(t, e.Connections("evil"))
+	require.Empty(t, e.fake.Connections(), "what the flow made is removed")
+}
+
+// TestFixationReconcilerNeverAttaches: nobody returns; the runner settles
+// the expired flow as abandoned and removes what it made, whatever the
+// provider holds.
+func TestFixationReconcilerNeverAttaches(t *testing.T) {
+	e := newEnv(t)
+	mallory := e.browser("mallory", "evil")
+	id := mallory.start("source=Salesforce")
+	e.victimFills(id)
+	e.clock.Add(onboard.DefaultFlowTTL + 1)
+	rep, err := e.Onboarder.RunOnce(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Settled)
+	require.Equal(t, onboard.Abandoned, e.flow(id).Outcome)
+	require.Empty(t, e.Connections("evil"))
+	require.Empty(t, e.fake.Connections())
+}
+
+// TestFixationAfterTheAttackerWon: the attacker's browser completes the
+// flow first; the victim's browser comes back within the flow's
+// lifetime: the stored connection is revoked and deleted at the provider.
+func TestFixationAfterTheAttackerWon(t *testing.T) {
+	e := newEnv(t)
+	mallory := e.browser("mallory", "evil")
+	id := mallory.start("source=Salesforce")
+	back := e.victimFills(id)
+	require.Equal(t, http.StatusSeeOther, mallory.get(back).Code) // the attacker, first
+	require.Equal(t, onboard.Connected, e.Connections("evil")[0].State)
+
+	res := e.browser("alice", "acme").get(back)
+	require.Equal(t, http.StatusForbidden, res.Code)
+	cs := e.Connections("evil")
+	require.Len(t, cs, 1)
+	require.Equal(t, onboard.Revoked, cs[0].State)
+	require.Empty(t, e.fake.Connections(), "deleted at the provider")
+	require.Equal(t, []string{"connected", "revoked"}, e.hooks.list())
+
+	// The attacker's reload shows the revocation, not a connection.
+	res = mallory.get(back)
+	c, _ := mallory.Outcome(e.App, res.Location)
+	require.Equal(t, onboard.Revoked, c.State)
+}
+
+// TestFixationThroughAReconnect: the attacker reconnects his own
+// connection and sends the edit page to the victim; her browser's return
+// disables the connection at the provider and revokes it.
+func TestFixationThroughAReconnect(t *testing.T) {
+	e := newEnv(t)
+	mallory := e.browser("mallory", "evil")
+	mallory.get(mallory.finish(mallory.start("source=Salesforce"), onboard.Connected))
+	conn := e.Connections("evil")[0]
+	start := e.Onboarder.StartURL("fake", onboard.StartOptions{Connection: conn.ID})
+	loc := mallory.Start(e.App, "fake", strings.TrimPrefix(start, "/connect/fake/start?"))
+	u, _ := url.Parse(loc)
+	back := e.victimFills(u.Query().Get("flow"))
+
+	res := e.browser("alice", "acme").get(back)
+	require.Equal(t, http.StatusForbidden, res.Code)
+	held, ok := e.fake.Connection(conn.ID)
+	require.True(t, ok)
+	require.True(t, held.Disabled, "the reconnected connection is disabled at the provider")
+	require.Equal(t, onboard.Revoked, e.Connections("evil")[0].State)
+	require.Contains(t, e.hooks.list(), "revoked")
+	// No later event brings it back.
+	e.fake.SetState(conn.ID, onboard.Connected)
+	e.clock.Add(onboard.DefaultRefreshEvery + 1)
+	_, err := e.Onboarder.RunOnce(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, onboard.Revoked, e.Connections("evil")[0].State)
+}
+
+// TestQuarantineCleanupRetriedByTheRunner: when the provider cannot be
+// reached during the quarantine, the flow is revoked at once and the
+// runner removes what it made later.
+func TestQuarantineCleanupRetriedByTheRunner(t *testing.T) {
+	e := newEnv(t)
+	mallory := e.browser("mallory", "evil")
+	id := mallory.start("")
+	back := e.victimFills(id)
+	e.fake.FailCancel(onboard.ErrProvider, onboard.ErrProvider) // the quarantine's, and the reload's below
+	require.Equal(t, http.StatusForbidden, e.browser("alice", "acme").get(back).Code)
+	require.True(t, e.flow(id).Cleanup)
+	require.Len(t, e.fake.Connections(), 1)
+	// The attacker cannot complete it meanwhile.
+	res := mallory.get(back)
+	c, _ := mallory.Outcome(e.App, res.Location)
+	require.Equal(t, onboard.Revoked, c.State)
+
+	rep, err := e.Onboarder.RunOnce(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Cleaned)
+	require.Empty(t, e.fake.Connections())
+	require.False(t, e.flow(id).Cleanup)
+}

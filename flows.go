@@ -1,0 +1,174 @@
+package onboard
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// evictTries bounds how often a start at the owner's cap settles an older
+// flow and asks again (concurrent starts of one owner race for slots).
+const evictTries = 4
+
+// admit saves a new flow through the Store's atomic admission. At the
+// owner's cap it settles the owner's oldest pending flow as abandoned and
+// tries again, so that walk-aways never lock a user out; at the tenant's
+// cap the start is refused. Either way the provider has not been asked
+// for anything yet.
+func (o *Onboarder) admit(ctx context.Context, f Flow) error {
+	lim := Limits{PerOwner: o.cfg.MaxFlowsPerOwner, PerTenant: o.cfg.MaxFlowsPerTenant}
+	for try := 1; ; try++ {
+		err := o.cfg.Store.CreateFlow(ctx, f, lim)
+		if !errors.Is(err, ErrOwnerLimit) || try == evictTries {
+			return classify(err, ErrStore)
+		}
+		if err := o.evictOldest(ctx, f.Owner, f.CreatedAt); err != nil {
+			return err
+		}
+	}
+}
+
+// evictOldest settles the owner's oldest unexpired pending flow as
+// abandoned, and the expired ones met on the way (the runner would settle
+// those anyway).
+func (o *Onboarder) evictOldest(ctx context.Context, owner Owner, now time.Time) error {
+	flows, err := o.cfg.Store.Flows(ctx, FlowQuery{Owner: owner, Limit: o.cfg.MaxFlowsPerOwner + 1})
+	if err != nil {
+		return classify(err, ErrStore)
+	}
+	for _, old := range flows {
+		_, err := o.settle(ctx, old, Abandoned, "replaced by a newer start of the same user")
+		if err != nil && !errors.Is(err, ErrFlowUsed) {
+			return err
+		}
+		if !old.Expired(now) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// settle completes a pending flow without its browser, as Abandoned or
+// Revoked, fires the hook, and removes what the flow made at the
+// provider. The flow is marked for cleanup in the same atomic step that
+// completes it, so what the provider call below fails to remove, the
+// runner removes later: clean reports whether nothing is left to remove.
+// It returns ErrFlowUsed when the flow was done already.
+func (o *Onboarder) settle(ctx context.Context, f Flow, outcome State, why string) (clean bool, err error) {
+	cleanup := !f.Reconnect || outcome == Revoked
+	c := o.fill(Connection{State: outcome}, f)
+	if err := o.cfg.Store.CompleteFlow(ctx, f.ID, c, cleanup); err != nil {
+		return false, classify(err, ErrStore)
+	}
+	o.tel.flow(ctx, o.tel.completed, f.Provider, outcome)
+	o.cfg.Logger.InfoContext(ctx, "onboard: flow settled", "flow", f.ID, "provider", f.Provider,
+		"tenant", f.Owner.Tenant, "user", f.Owner.User, "state", outcome, "why", why)
+	if outcome != Revoked {
+		o.cfg.Hooks.fire(ctx, c, false)
+	}
+	return !cleanup || o.cleanup(ctx, f), nil
+}
+
+// cleanup removes what a done flow made at the provider and clears the
+// flow's Cleanup. A failure is logged; the runner tries again.
+func (o *Onboarder) cleanup(ctx context.Context, f Flow) bool {
+	pctx, end := o.tel.provider(ctx, f.Provider, "Cancel")
+	err := classify(o.providers[f.Provider].Cancel(pctx, f), ErrProvider)
+	end(err)
+	if err == nil {
+		err = o.cfg.Store.SetCleanup(ctx, f.ID, false)
+	}
+	if err != nil {
+		o.cfg.Logger.WarnContext(ctx, "onboard: provider cleanup failed; the runner retries it", "flow", f.ID,
+			"provider", f.Provider, "err", err)
+		return false
+	}
+	return true
+}
+
+// quarantine handles a flow that came back in a browser that did not
+// start it, within its lifetime: whether the flow is pending or done, what
+// it made is deleted (or, for a reconnect, disabled) at the provider,
+// the stored connection is marked Revoked, Hooks.Revoked fires and a
+// security event is logged. A link to a hosted page sent to a victim can
+// therefore never put the victim's credentials in the sender's tenant
+// through the victim's browser.
+func (o *Onboarder) quarantine(ctx context.Context, f Flow) error {
+	o.cfg.Logger.WarnContext(ctx, "onboard: security: a flow came back in a browser that did not start it; quarantining what it made",
+		"security", true, "flow", f.ID, "provider", f.Provider, "tenant", f.Owner.Tenant, "user", f.Owner.User,
+		"state", f.State, "connection", f.ConnectionID, "reconnect", f.Reconnect)
+	if f.State == FlowPending {
+		_, err := o.settle(ctx, f, Revoked, "returned in another browser")
+		if !errors.Is(err, ErrFlowUsed) {
+			if err == nil {
+				err = o.revokeStored(ctx, f)
+			}
+			return err
+		}
+		// Completed meanwhile: quarantine the done flow.
+		var found bool
+		if f, found, err = o.cfg.Store.Flow(ctx, f.ID); err != nil || !found {
+			return classify(err, ErrStore)
+		}
+	}
+	if f.Outcome == Abandoned || f.Outcome == Revoked {
+		if f.Cleanup {
+			o.cleanup(ctx, f)
+		}
+		return nil // nothing attached
+	}
+	if err := o.cfg.Store.SetCleanup(ctx, f.ID, true); err != nil {
+		return classify(err, ErrStore)
+	}
+	if err := o.revokeStored(ctx, f); err != nil {
+		return err
+	}
+	o.cleanup(ctx, f)
+	return nil
+}
+
+// revokeStored marks the stored connection of flow f Revoked (the one it
+// reconnects, or the one it attached) and fires Hooks.Revoked.
+func (o *Onboarder) revokeStored(ctx context.Context, f Flow) error {
+	c := o.fill(Connection{State: Revoked}, f)
+	if f.ConnectionID != "" {
+		stored, found, err := o.cfg.Store.FindConnection(ctx, f.Provider, f.ConnectionID)
+		if err != nil {
+			return classify(err, ErrStore)
+		}
+		if found && stored.Owner.Tenant == f.Owner.Tenant {
+			stored.State, stored.UpdatedAt = Revoked, o.cfg.Now()
+			stored.Message = "This connection was stopped because its setup came back in a browser that did not start it. Delete it, or reconnect it from your own browser."
+			if err := o.cfg.Store.SaveConnection(ctx, stored); err != nil {
+				return classify(err, ErrStore)
+			}
+			c = stored
+		}
+	}
+	o.cfg.Hooks.fire(ctx, c, false)
+	return nil
+}
+
+// fill completes what a provider left out of a connection from its flow.
+// A connection that is not attached (Abandoned, Revoked) has no ID.
+func (o *Onboarder) fill(c Connection, f Flow) Connection {
+	now := o.cfg.Now()
+	c.Provider, c.Owner, c.FlowID = f.Provider, f.Owner, f.ID
+	if c.Source == "" {
+		c.Source = f.Source
+	}
+	if c.Name == "" {
+		c.Name = f.Name
+	}
+	if c.State == "" {
+		c.State = Failed
+	}
+	if c.State == Abandoned || c.State == Revoked {
+		c.ID = ""
+	}
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = now
+	}
+	c.UpdatedAt, c.CheckedAt = now, now // just verified with the provider
+	return c
+}

@@ -1,0 +1,50 @@
+// Package testutil holds what onboard's own tests share and apps do not
+// need: one RSA key per test binary and a worker pool.
+package testutil
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"sync"
+)
+
+// RSAKey returns a 2048-bit key, made once per test binary.
+var RSAKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err) // crypto/rand does not fail
+	}
+	return k
+})
+
+// Concurrently calls fn(i) for every i below n from workers goroutines
+// and returns how many calls failed and the first failure.
+func Concurrently(n, workers int, fn func(i int) error) (failed int, first error) {
+	var mu sync.Mutex
+	next := 0
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if failed++; failed == 1 {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return failed, first
+}

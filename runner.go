@@ -1,0 +1,182 @@
+package onboard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// runBatch bounds what one pass of the runner takes on of each kind.
+const runBatch = 500
+
+// Report counts what one pass of the runner did.
+type Report struct {
+	// Settled is how many expired pending flows (their browser never
+	// came back) were settled as abandoned.
+	Settled int
+	// Cleaned is how many flows had what they made at the provider
+	// removed, after an earlier attempt failed.
+	Cleaned int
+	// Pruned is how many old flows and detached records were deleted.
+	Pruned int
+	// Refreshed is how many connections were checked at their provider,
+	// and Changed how many of those changed state.
+	Refreshed, Changed int
+	// Errors is how many steps failed; the next pass tries them again.
+	Errors int
+}
+
+// RunOnce does one pass of the background work, in this order:
+//   - it retries the provider cleanup of flows whose cleanup failed;
+//   - it settles expired pending flows (their browser never came back) as
+//     abandoned and removes what they made at the provider: it never
+//     attaches a connection, whatever the provider holds, since only the
+//     flow's own browser can do that;
+//   - it deletes flows that expired more than Config.Retain ago;
+//   - it asks each [Refresher] provider for the state of connections not
+//     checked for Config.RefreshEvery, a tenant at a time, and applies
+//     what changed as events. A provider that fails (a 429, say) is left
+//     alone until the next pass.
+//
+// Each step takes at most 500 items a pass. Passes on several instances
+// at once are safe: each flow completes once.
+func (o *Onboarder) RunOnce(ctx context.Context) (Report, error) {
+	var rep Report
+	var errs []error
+	now := o.cfg.Now()
+	note := func(err error) {
+		if err != nil {
+			rep.Errors++
+			errs = append(errs, err)
+		}
+	}
+
+	dirty, err := o.cfg.Store.Flows(ctx, FlowQuery{Cleanup: true, Limit: runBatch})
+	note(classify(err, ErrStore))
+	for _, f := range dirty {
+		if !o.runStep(ctx, func(ctx context.Context) bool { return o.cleanup(ctx, f) }) {
+			note(fmt.Errorf("%w: flow %s: cleanup failed again", ErrProvider, f.ID))
+			continue
+		}
+		rep.Cleaned++
+	}
+
+	stale, err := o.cfg.Store.Flows(ctx, FlowQuery{ExpiredBefore: now, Limit: runBatch})
+	note(classify(err, ErrStore))
+	for _, f := range stale {
+		var clean bool
+		var serr error
+		o.runStep(ctx, func(ctx context.Context) bool {
+			clean, serr = o.settle(ctx, f, Abandoned, "expired without its browser coming back")
+			return serr == nil
+		})
+		switch {
+		case errors.Is(serr, ErrFlowUsed): // its browser came back meanwhile
+		case serr != nil:
+			note(serr)
+		default:
+			rep.Settled++
+			if !clean {
+				note(fmt.Errorf("%w: flow %s: what it made is still at the provider; the next pass retries", ErrProvider, f.ID))
+			}
+		}
+	}
+
+	n, err := o.cfg.Store.Prune(ctx, now.Add(-o.cfg.Retain))
+	note(classify(err, ErrStore))
+	rep.Pruned = n
+
+	for _, p := range o.cfg.Providers {
+		if r, ok := p.(Refresher); ok {
+			o.refresh(ctx, p.Name(), r, now, &rep, note)
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+// runStep runs fn under its own deadline (Config.Timeout), as a user's
+// request would be.
+func (o *Onboarder) runStep(ctx context.Context, fn func(context.Context) bool) bool {
+	ctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
+	defer cancel()
+	return fn(ctx)
+}
+
+// refresh checks one provider's least recently checked connections, a
+// tenant at a time, and stops at the provider's first error.
+func (o *Onboarder) refresh(ctx context.Context, provider string, r Refresher, now time.Time, rep *Report, note func(error)) {
+	cs, err := o.cfg.Store.Connections(ctx, ConnectionQuery{Provider: provider,
+		CheckedBefore: now.Add(-o.cfg.RefreshEvery), Limit: runBatch})
+	if err != nil {
+		note(classify(err, ErrStore))
+		return
+	}
+	byTenant := make(map[string][]Connection)
+	var tenants []string
+	for _, c := range cs {
+		if c.State == Revoked { // quarantined: nothing to learn, keep the record
+			c.CheckedAt = now
+			note(classify(o.cfg.Store.SaveConnection(ctx, c), ErrStore))
+			continue
+		}
+		if _, seen := byTenant[c.Owner.Tenant]; !seen {
+			tenants = append(tenants, c.Owner.Tenant)
+		}
+		byTenant[c.Owner.Tenant] = append(byTenant[c.Owner.Tenant], c)
+	}
+	for _, tenant := range tenants {
+		var events []Event
+		var err error
+		o.runStep(ctx, func(ctx context.Context) bool {
+			pctx, end := o.tel.provider(ctx, provider, "Refresh")
+			events, err = r.Refresh(pctx, tenant, byTenant[tenant])
+			end(err)
+			return err == nil
+		})
+		if err != nil {
+			o.cfg.Logger.WarnContext(ctx, "onboard: refresh stopped until the next pass", "provider", provider,
+				"tenant", tenant, "err", err)
+			note(classify(err, ErrProvider))
+			return
+		}
+		changed := make(map[string]bool, len(events))
+		for _, ev := range events {
+			ok, err := o.apply(ctx, provider, ev, now)
+			note(err)
+			changed[ev.ConnectionID] = true
+			if ok {
+				rep.Changed++
+			}
+		}
+		for _, c := range byTenant[tenant] {
+			rep.Refreshed++
+			if changed[c.ID] {
+				continue // apply saved it with CheckedAt
+			}
+			c.CheckedAt = now
+			note(classify(o.cfg.Store.SaveConnection(ctx, c), ErrStore))
+		}
+	}
+}
+
+// Run calls RunOnce every interval until ctx ends, logging what each pass
+// did. Run it in its own goroutine on one or more instances.
+func (o *Onboarder) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		rep, err := o.RunOnce(ctx)
+		switch {
+		case err != nil:
+			o.cfg.Logger.WarnContext(ctx, "onboard: runner pass", "report", rep, "err", err)
+		case rep != Report{}:
+			o.cfg.Logger.InfoContext(ctx, "onboard: runner pass", "report", rep)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package onboard_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/onboardkit/onboard"
+)
+
+// TestRefreshNoticesChangesAtTheProvider: the runner asks a Refresher for
+// connections not checked for RefreshEvery: a connection that broke is
+// marked failed and a deleted one removed, with the hooks; one checked
+// recently is not asked about again.
+func TestRefreshNoticesChangesAtTheProvider(t *testing.T) {
+	e := newEnv(t)
+	broken := e.connected("alice", "acme")
+	gone := e.connected("bob", "acme")
+	fine := e.connected("eve", "globex")
+	e.fake.SetState(broken.ID, onboard.Failed)
+	e.fake.Remove(gone.ID)
+
+	// Nothing is due yet.
+	rep, err := e.Onboarder.RunOnce(t.Context())
+	require.NoError(t, err)
+	require.Zero(t, rep.Refreshed)
+
+	e.clock.Add(onboard.DefaultRefreshEvery + time.Second)
+	rep, err = e.Onboarder.RunOnce(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 3, rep.Refreshed)
+	require.Equal(t, 2, rep.Changed)
+	require.Equal(t, 2, e.fake.Calls().Refresh, "one call per tenant")
+	require.Equal(t, onboard.Failed, e.stored(broken.ID).State)
+	require.Equal(t, onboard.Connected, e.stored(fine.ID).State)
+	_, found, err := e.store.FindConnection(t.Context(), "fake", gone.ID)
+	require.NoError(t, err)
+	require.False(t, found)
+	hooks := e.hooks.list()
+	require.ElementsMatch(t, []string{"failed", "deleted"}, hooks[3:])
+
+	// Checked just now: not asked again in the next pass.
+	rep, err = e.Onboarder.RunOnce(t.Context())
+	require.NoError(t, err)
+	require.Zero(t, rep.Refreshed)
+}
+
+// TestRunnerRetriesAfterProviderErrors: a cleanup the provider refused is
+// retried by the next pass; flows completed meanwhile are left alone.
+func TestRunnerSettlesAndRetries(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	stale := b.start("")
+	back := b.finish(b.start(""), onboard.Connected)
+	e.clock.Add(onboard.DefaultFlowTTL / 2)
+	fresh := b.start("")
+	e.clock.Add(onboard.DefaultFlowTTL/2 + time.Second)
+	// The second flow's browser came back in time; the first walked away.
+	e.clock.Add(-2 * time.Second)
+	require.Equal(t, 303, b.get(back).Code)
+	e.clock.Add(2 * time.Second)
+
+	e.fake.FailCancel(onboard.ErrProvider)
+	rep, err := e.Onboarder.RunOnce(t.Context())
+	require.Error(t, err, "the failed cleanup is reported")
+	require.Equal(t, 1, rep.Settled)
+	require.True(t, e.flow(stale).Cleanup)
+	require.Equal(t, onboard.FlowPending, e.flow(fresh).State, "a flow within its lifetime is left alone")
+
+	rep, err = e.Onboarder.RunOnce(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Cleaned)
+	require.False(t, e.flow(stale).Cleanup)
+	require.Len(t, e.Connections("acme"), 1)
+}
+
+// TestRunnerPrunesOldFlows: done flows are kept for Retain after they
+// expire, so a late return says "expired", then deleted.
+func TestRunnerPrunesOldFlows(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	id := b.start("")
+	back := b.finish(id, onboard.Connected)
+	require.Equal(t, 303, b.get(back).Code)
+	e.clock.Add(onboard.DefaultFlowTTL + onboard.DefaultRetain - time.Minute)
+	rep, err := e.Onboarder.RunOnce(t.Context())
+	require.NoError(t, err)
+	require.Zero(t, rep.Pruned)
+	require.Equal(t, 410, e.browser("eve", "globex").get(back).Code)
+	e.clock.Add(2 * time.Minute)
+	rep, err = e.Onboarder.RunOnce(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Pruned)
+	require.Equal(t, 404, b.get(back).Code)
+	require.Len(t, e.Connections("acme"), 1, "connections stay")
+}
+
+func TestRunStops(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { e.Onboarder.Run(ctx, time.Millisecond); close(done) }()
+	time.Sleep(10 * time.Millisecond)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+}

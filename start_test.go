@@ -1,0 +1,258 @@
+package onboard_test
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/onboardkit/onboard"
+	"github.com/onboardkit/onboard/middleware"
+	"github.com/onboardkit/onboard/providers/fake"
+	"github.com/onboardkit/onboard/store/memstore"
+)
+
+// do sends a request with headers from the browser.
+func (b *browser) do(method, target, body string, header map[string]string) (*http.Response, string) {
+	b.T.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, target, rd)
+	require.NoError(b.T, err)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	res, err := b.Client.Do(req)
+	require.NoError(b.T, err)
+	defer res.Body.Close()
+	data, _ := io.ReadAll(res.Body)
+	return res, string(data)
+}
+
+// TestCrossSiteGetStartNeedsConfirmation: a GET start that the browser
+// marks as coming from another site makes no flow and no provider call;
+// it answers a page of this site whose button POSTs the same start.
+func TestCrossSiteGetStartNeedsConfirmation(t *testing.T) {
+	tests := []struct {
+		name    string
+		method  string
+		header  map[string]string
+		confirm bool
+	}{
+		{"link on another site", "GET", map[string]string{"Sec-Fetch-Site": "cross-site"}, true},
+		{"link on a sibling subdomain", "GET", map[string]string{"Sec-Fetch-Site": "same-site"}, true},
+		{"old browser, foreign Origin", "GET", map[string]string{"Origin": "https://evil.example"}, true},
+		{"opaque Origin", "GET", map[string]string{"Origin": "null"}, true},
+		{"prefetch", "GET", map[string]string{"Sec-Fetch-Site": "same-origin", "Sec-Purpose": "prefetch"}, true},
+		{"HEAD", "HEAD", nil, true},
+		{"same-origin link", "GET", map[string]string{"Sec-Fetch-Site": "same-origin"}, false},
+		{"typed URL or bookmark", "GET", map[string]string{"Sec-Fetch-Site": "none"}, false},
+		{"no fetch metadata", "GET", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			b := e.browser("alice", "acme")
+			res, body := b.do(tt.method, e.URL()+"/connect/fake/start?source=Salesforce&name=My+Sales&return_to=%2Fs", "", tt.header)
+			if !tt.confirm {
+				require.Equal(t, http.StatusFound, res.StatusCode, body)
+				require.Equal(t, 1, e.fake.Calls().Begin)
+				return
+			}
+			require.Equal(t, http.StatusOK, res.StatusCode)
+			require.Zero(t, e.fake.Calls().Begin, "no provider call")
+			require.Zero(t, e.pending(onboard.Owner{Tenant: "acme", User: "alice"}), "no flow")
+			require.Zero(t, e.sessions.count()-1, "no session write beyond the sign-in")
+			if tt.method == "HEAD" {
+				return
+			}
+			require.Contains(t, body, `<form method="post" action="/connect/fake/start">`)
+			require.Contains(t, body, `name="source" value="Salesforce"`)
+			require.Contains(t, body, `name="name" value="My Sales"`)
+			require.Contains(t, body, `name="return_to" value="/s"`)
+			require.Equal(t, "DENY", res.Header.Get("X-Frame-Options"))
+
+			// The user confirms: the page's form posts from this site.
+			res, body = b.do("POST", e.URL()+"/connect/fake/start", "source=Salesforce&name=My+Sales&return_to=%2Fs",
+				map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": e.URL()})
+			require.Equal(t, http.StatusSeeOther, res.StatusCode, body)
+			u, _ := url.Parse(res.Header.Get("Location"))
+			f := e.flow(u.Query().Get("flow"))
+			require.Equal(t, "My Sales", f.Name)
+			require.Equal(t, "/s", f.ReturnTo)
+		})
+	}
+}
+
+// TestCustomConfirmPage: an app restyles the confirmation page.
+func TestCustomConfirmPage(t *testing.T) {
+	e := newEnv(t, func(c *onboard.Config) {
+		c.Confirm = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "confirm "+r.URL.Path+" "+r.URL.Query().Get("source"))
+		})
+	})
+	res, body := e.browser("alice", "acme").do("GET", e.URL()+"/connect/fake/start?source=Salesforce", "",
+		map[string]string{"Sec-Fetch-Site": "cross-site"})
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Equal(t, "confirm /connect/fake/start Salesforce", body)
+	require.Zero(t, e.fake.Calls().Begin)
+}
+
+// TestCrossOriginPostGoesThroughConfigError: a cross-origin POST start is
+// refused through the app's Error handler.
+func TestCrossOriginPostGoesThroughConfigError(t *testing.T) {
+	var seen error
+	e := newEnv(t, func(c *onboard.Config) {
+		c.Error = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen = onboard.ErrorFromContext(r.Context())
+			w.WriteHeader(onboard.StatusCode(seen))
+			io.WriteString(w, "app page: "+onboard.Message(seen))
+		})
+	})
+	b := e.browser("alice", "acme")
+	res, body := b.do("POST", e.URL()+"/connect/fake/start", "source=Salesforce",
+		map[string]string{"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+	require.Equal(t, http.StatusForbidden, res.StatusCode)
+	require.ErrorIs(t, seen, onboard.ErrCrossOrigin)
+	require.Contains(t, body, "app page: This request came from another site")
+	require.Zero(t, e.fake.Calls().Begin)
+}
+
+// TestJSONStart: a POST asking for JSON (a popup or a single-page app)
+// gets the hosted page's URL, bound to the browser as a redirect start.
+func TestJSONStart(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	res, body := b.do("POST", e.URL()+"/connect/fake/start", "source=Salesforce",
+		map[string]string{"Sec-Fetch-Site": "same-origin", "Accept": "application/json"})
+	require.Equal(t, http.StatusOK, res.StatusCode, body)
+	var got struct {
+		Flow      string    `json:"flow"`
+		URL       string    `json:"url"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &got))
+	require.True(t, strings.HasPrefix(got.URL, e.fake.URL+"/hosted?"), got.URL)
+	require.WithinDuration(t, e.clock.Now().Add(onboard.DefaultFlowTTL), got.ExpiresAt, time.Second)
+	require.Equal(t, http.StatusSeeOther, b.get(b.finish(got.Flow, onboard.Connected)).Code)
+	require.Len(t, e.Connections("acme"), 1)
+}
+
+func TestOpenRedirect(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	for _, bad := range []string{"https://evil.example/", "//evil.example/x", `/\evil.example`, "evil", "javascript:alert(1)", "/a\tb", "%2F%2Fevil.example"} {
+		res := b.get(e.URL() + "/connect/fake/start?" + url.Values{"return_to": {bad}}.Encode())
+		require.Equal(t, http.StatusBadRequest, res.Code, "return_to=%q", bad)
+	}
+	back := b.finish(b.start("return_to=%2Fok%3Fx%3D1"), onboard.Connected)
+	res := b.get(back)
+	require.True(t, strings.HasPrefix(res.Location, "/ok?x=1&onboard_flow="), res.Location)
+}
+
+func TestStartRefusals(t *testing.T) {
+	e := newEnv(t)
+	res := e.browser("", "").get(e.URL() + "/connect/fake/start")
+	require.Equal(t, http.StatusUnauthorized, res.Code)
+	b := e.browser("alice", "acme")
+	res = b.get(e.URL() + "/connect/nope/start")
+	require.Equal(t, http.StatusNotFound, res.Code)
+	res = b.get(e.URL() + "/connect/fake/start?connection=conn-unknown")
+	require.Equal(t, http.StatusNotFound, res.Code)
+	require.Contains(t, res.Body, "does not exist")
+	res = b.get(e.URL() + "/connect/fake/start?source=" + strings.Repeat("s", 300))
+	require.Equal(t, http.StatusBadRequest, res.Code)
+	require.Zero(t, e.fake.Calls().Begin, "the provider is not asked for refused starts")
+}
+
+func TestRequestSizeLimits(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	post := func(body string) int {
+		res, _ := b.do("POST", e.URL()+"/connect/fake/start", body, map[string]string{"Sec-Fetch-Site": "same-origin"})
+		return res.StatusCode
+	}
+	require.Equal(t, http.StatusSeeOther, post("source=Salesforce"))
+	require.Equal(t, http.StatusBadRequest, post("source=Salesforce&pad="+strings.Repeat("x", 70<<10)), "form body over 64 KiB")
+	require.Equal(t, http.StatusBadRequest, b.get(e.URL()+"/connect/fake/start?pad="+strings.Repeat("x", 9<<10)).Code, "query over 8 KiB")
+	require.Equal(t, 1, e.fake.Calls().Begin)
+}
+
+func TestMissingSessionMiddleware(t *testing.T) {
+	sm := scs.New()
+	sessions, err := middleware.NewSCS(sm)
+	require.NoError(t, err)
+	p := fake.New("fake")
+	ob, err := onboard.New(onboard.Config{
+		URL: "http://app.example/connect", Providers: []onboard.Provider{p},
+		Store: memstore.New(memstore.Options{}), Sessions: sessions,
+		Owner:  func(*http.Request) (onboard.Owner, error) { return onboard.Owner{Tenant: "t", User: "u"}, nil },
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	rec := httptest.NewRecorder()
+	ob.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/connect/fake/start", nil))
+	require.Equal(t, http.StatusInternalServerError, rec.Code)
+	require.Contains(t, rec.Body.String(), "Sessions are not set up")
+	require.Zero(t, p.Calls().Begin)
+}
+
+func TestResultURLReplacesResultParameters(t *testing.T) {
+	id := strings.Repeat("A", 43)
+	for _, tt := range []struct{ target, want string }{
+		{"/", "/?onboard_flow=" + id},
+		{"/s?tab=data", "/s?tab=data&onboard_flow=" + id},
+		{"/s#top", "/s?onboard_flow=" + id + "#top"},
+		{"/s?onboard_status=connected&onboard_provider=x&tab=1", "/s?tab=1&onboard_flow=" + id},
+		{"/s?onboard_flow=other", "/s?onboard_flow=" + id},
+		{"/s?onboard%5Fstatus=connected&ONBOARD_STATUS=1", "/s?onboard_flow=" + id},
+	} {
+		got := onboard.ResultURL(tt.target, id)
+		assert.Equal(t, tt.want, got, tt.target)
+		u, err := url.Parse(got)
+		require.NoError(t, err)
+		assert.Equal(t, []string{id}, u.Query()["onboard_flow"])
+		assert.Empty(t, u.Query().Get("onboard_status"))
+	}
+}
+
+// TestForgedResultLinks: a crafted link carrying result parameters never
+// reads as a result: Outcome verifies the flow against this browser.
+func TestForgedResultLinks(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	_, status := b.Outcome(e.App, "/?onboard_status=connected&onboard_provider=fake&onboard_connection=conn-1")
+	require.Equal(t, http.StatusBadRequest, status, "no flow named")
+	_, status = b.Outcome(e.App, "/?onboard_flow=not-a-flow")
+	require.Equal(t, http.StatusBadRequest, status)
+	_, status = b.Outcome(e.App, "/?onboard_flow="+strings.Repeat("A", 43))
+	require.Equal(t, http.StatusNotFound, status)
+
+	// Another user's finished flow, linked to alice: not hers.
+	mallory := e.browser("mallory", "evil")
+	res := mallory.get(mallory.finish(mallory.start(""), onboard.Connected))
+	_, status = b.Outcome(e.App, res.Location)
+	require.Equal(t, http.StatusForbidden, status)
+	c, status := mallory.Outcome(e.App, res.Location)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, onboard.Connected, c.State)
+
+	// Her own flow, still pending: not a result yet.
+	id := b.start("")
+	_, status = b.Outcome(e.App, "/?onboard_flow="+id)
+	require.Equal(t, http.StatusConflict, status)
+}
