@@ -3,8 +3,9 @@ package memstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
-	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,143 +20,188 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) onboard.Store { return memstore.New(memstore.Options{}) })
 }
 
-func flow(owner onboard.Owner, now time.Time, ttl time.Duration) onboard.Flow {
-	return onboard.Flow{ID: storetest.ID(), Owner: owner, Provider: "test", State: onboard.FlowPending,
-		CreatedAt: now, ExpiresAt: now.Add(ttl)}
+var lim = onboard.Limits{PerOwner: onboard.DefaultMaxFlowsPerOwner, PerTenant: onboard.DefaultMaxFlowsPerTenant}
+
+// flow returns a pending flow of owner with fields of typical size, each
+// string allocated apart as a request would make it.
+func flow(owner onboard.Owner, now time.Time) onboard.Flow {
+	return onboard.Flow{ID: storetest.ID(), Owner: owner, Provider: strings.Clone("cdata"),
+		Source: strings.Clone("Salesforce"), Name: strings.Clone("Sales CRM"), ReturnTo: strings.Clone("/settings/connections"),
+		Browser: storetest.ID(), State: onboard.FlowPending, CreatedAt: now, ExpiresAt: now.Add(onboard.DefaultFlowTTL)}
 }
 
-func TestCapsAndSweep(t *testing.T) {
-	ctx := context.Background()
-	now := time.Unix(1_800_000_000, 0)
-	s := memstore.New(memstore.Options{MaxFlows: 100, MaxFlowsPerOwner: 3, Retain: time.Minute,
-		Now: func() time.Time { return now }})
-	alice := onboard.Owner{Tenant: "t1", User: "alice"}
-	for range 3 {
-		require.NoError(t, s.CreateFlow(ctx, flow(alice, now, 10*time.Minute)))
-	}
-	err := s.CreateFlow(ctx, flow(alice, now, 10*time.Minute))
-	require.ErrorIs(t, err, onboard.ErrTooManyFlows, "a fourth pending flow of one owner")
-	// Another owner is not affected by alice's cap.
-	require.NoError(t, s.CreateFlow(ctx, flow(onboard.Owner{Tenant: "t1", User: "bob"}, now, 10*time.Minute)))
-
-	// Once alice's flows expire, she can start again.
-	now = now.Add(11 * time.Minute)
-	require.NoError(t, s.CreateFlow(ctx, flow(alice, now, 10*time.Minute)))
-
-	// Past expiry plus Retain, the sweep drops them.
-	now = now.Add(30 * time.Minute)
-	for range 96 {
-		if err := s.CreateFlow(ctx, flow(onboard.Owner{Tenant: "t2", User: storetest.ID()}, now, time.Minute)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	require.LessOrEqual(t, s.Len(), 100)
-	// The total cap holds for unexpired flows.
-	var capped bool
-	for range 10 {
-		if err := s.CreateFlow(ctx, flow(onboard.Owner{Tenant: "t3", User: storetest.ID()}, now, time.Minute)); errors.Is(err, onboard.ErrTooManyFlows) {
-			capped = true
-		}
-	}
-	require.True(t, capped, "the total cap must refuse flows once 100 live ones are held")
-	require.Equal(t, 100, s.Len())
+// largest returns the largest flow a start accepts: source, name and
+// connection id of 256 four-byte runes each, and a return_to of 1024
+// bytes.
+func largest(owner onboard.Owner, now time.Time) onboard.Flow {
+	f := flow(owner, now)
+	f.Source, f.Name = strings.Repeat("𝔘", 256), strings.Repeat("𝔙", 256)
+	f.ConnectionID, f.Reconnect = strings.Repeat("𝔚", 256), true
+	f.ReturnTo = "/" + strings.Repeat("r", 1023)
+	return f
 }
 
-// TestOwnerPending follows one owner's pending flows as they are
-// completed and resolved: each frees its place under the cap, in any
-// order.
-func TestOwnerPending(t *testing.T) {
-	ctx := context.Background()
-	now := time.Unix(1_800_000_000, 0)
-	s := memstore.New(memstore.Options{MaxFlowsPerOwner: 3, Now: func() time.Time { return now }})
-	alice := onboard.Owner{Tenant: "t1", User: "alice"}
-	var ids []string
-	for range 3 {
-		f := flow(alice, now, 10*time.Minute)
-		require.NoError(t, s.CreateFlow(ctx, f))
-		ids = append(ids, f.ID)
-	}
-	full := func() error { return s.CreateFlow(ctx, flow(alice, now, 10*time.Minute)) }
-	require.ErrorIs(t, full(), onboard.ErrTooManyFlows)
+// owner returns the i-th owner: one user each, a hundred to a tenant.
+func owner(i int) onboard.Owner {
+	return onboard.Owner{Tenant: fmt.Sprint("tenant-", i/100), User: fmt.Sprint("user-", i)}
+}
 
-	// The middle one, then the first: each completion frees one place.
-	require.NoError(t, s.CompleteFlow(ctx, ids[1], onboard.Connection{Provider: "test", State: onboard.Abandoned}))
-	require.NoError(t, full())
-	require.ErrorIs(t, full(), onboard.ErrTooManyFlows)
-	require.NoError(t, s.ResolveFlow(ctx, ids[0], onboard.Connection{Provider: "test", ID: "c1", Owner: alice, State: onboard.Connected}))
-	require.NoError(t, full())
-	require.ErrorIs(t, full(), onboard.ErrTooManyFlows)
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
 
-	for _, id := range []string{"", "a\x00b"} {
-		f := flow(onboard.Owner{Tenant: "t1", User: "bob"}, now, time.Minute)
-		f.ID = id
-		require.Error(t, s.CreateFlow(ctx, f), "id %q", id)
+// TestBytesPerFlow measures the heap a pending flow holds, with fields of
+// typical size and with the largest a start accepts. The package
+// documentation gives the figures; the bounds here keep them true.
+func TestBytesPerFlow(t *testing.T) {
+	const n = 50_000
+	for _, tc := range []struct {
+		name  string
+		make  func(onboard.Owner, time.Time) onboard.Flow
+		bound uint64
+	}{
+		{"typical", flow, 1500},
+		{"largest", largest, 6000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			now := time.Now()
+			before := heapInUse()
+			s := memstore.New(memstore.Options{})
+			for i := range n {
+				// Every string of the flow is made here, as a request
+				// makes it, and the store is what keeps it.
+				require.NoError(t, s.CreateFlow(ctx, tc.make(owner(i), now), lim))
+			}
+			perFlow := (heapInUse() - before) / n
+			t.Logf("%s: %d bytes per pending flow (%d flows)", tc.name, perFlow, s.Len())
+			require.Less(t, perFlow, tc.bound)
+			runtime.KeepAlive(s)
+		})
 	}
 }
 
-// TestConnectionMovesTenant saves a connection again under another
-// tenant: it leaves the first tenant's list and keeps its creation time.
-func TestConnectionMovesTenant(t *testing.T) {
+// TestMaxFlows fills the store to MaxFlows: done flows give way to new
+// ones, the earliest to expire first and never one with cleanup left;
+// with only pending flows and flows to clean up left, starts are refused.
+func TestMaxFlows(t *testing.T) {
 	ctx := context.Background()
-	s := memstore.New(memstore.Options{})
-	created := time.Unix(1_800_000_000, 0)
-	c := onboard.Connection{Provider: "p", ID: "c1", Owner: onboard.Owner{Tenant: "t1", User: "u"},
-		State: onboard.Connected, CreatedAt: created, UpdatedAt: created}
-	require.NoError(t, s.SaveConnection(ctx, c))
-	c.Owner.Tenant, c.CreatedAt, c.UpdatedAt = "t2", created.Add(time.Hour), created.Add(time.Hour)
-	require.NoError(t, s.SaveConnection(ctx, c))
-
-	old, err := s.Connections(ctx, "t1")
-	require.NoError(t, err)
-	require.Empty(t, old)
-	moved, err := s.Connections(ctx, "t2")
-	require.NoError(t, err)
-	require.Len(t, moved, 1)
-	require.True(t, moved[0].CreatedAt.Equal(created), "creation time kept: %v", moved[0].CreatedAt)
-	require.True(t, moved[0].UpdatedAt.Equal(c.UpdatedAt))
-	require.NoError(t, s.DeleteConnection(ctx, "t1", "p", "c1"), "the old tenant no longer owns it")
-	_, found, err := s.FindConnection(ctx, "p", "c1")
-	require.NoError(t, err)
-	require.True(t, found)
-	require.NoError(t, s.DeleteConnection(ctx, "t2", "p", "c1"))
-	_, found, err = s.FindConnection(ctx, "p", "c1")
+	now := time.Now()
+	s := memstore.New(memstore.Options{MaxFlows: 10})
+	var done []onboard.Flow
+	for i := range 6 {
+		f := flow(owner(i), now.Add(time.Duration(i)*time.Minute))
+		require.NoError(t, s.CreateFlow(ctx, f, lim))
+		require.NoError(t, s.CompleteFlow(ctx, f.ID, onboard.Connection{State: onboard.Abandoned}, i%3 == 0))
+		done = append(done, f) // cleanup left on 0 and 3
+	}
+	for i := 6; i < 10; i++ {
+		require.NoError(t, s.CreateFlow(ctx, flow(owner(i), now), lim))
+	}
+	require.Equal(t, 10, s.Len())
+	// Four done flows without cleanup (1, 2, 4, 5) give way, in expiry
+	// order.
+	for k, gone := range []int{1, 2, 4, 5} {
+		require.NoError(t, s.CreateFlow(ctx, flow(owner(100+k), now), lim))
+		require.Equal(t, 10, s.Len())
+		_, found, err := s.Flow(ctx, done[gone].ID)
+		require.NoError(t, err)
+		require.False(t, found, "done flow %d dropped", gone)
+	}
+	err := s.CreateFlow(ctx, flow(owner(200), now), lim)
+	require.ErrorIs(t, err, onboard.ErrTooManyFlows, "only pending flows and flows to clean up are left")
+	for _, kept := range []int{0, 3} {
+		f, found, err := s.Flow(ctx, done[kept].ID)
+		require.NoError(t, err)
+		require.True(t, found && f.Cleanup, "flow %d with cleanup left is kept", kept)
+	}
+	// Once its cleanup is done, a flow can give way too.
+	require.NoError(t, s.SetCleanup(ctx, done[3].ID, false))
+	require.NoError(t, s.CreateFlow(ctx, flow(owner(201), now), lim))
+	_, found, err := s.Flow(ctx, done[3].ID)
 	require.NoError(t, err)
 	require.False(t, found)
 }
 
-// TestMemoryBounded starts half a million flows that never return, each
-// of another owner, as a flood of abandoned starts would: the store keeps
-// at most MaxFlows of them, and the heap stays bounded.
-func TestMemoryBounded(t *testing.T) {
-	const starts = 500_000
+// TestFloodCannotCrowdOut floods the store with starts, first of one
+// tenant and then of many: the per-tenant cap keeps one tenant to its
+// share, no other tenant's flow is ever pushed out, and MaxFlows bounds
+// the flows held and so the memory.
+func TestFloodCannotCrowdOut(t *testing.T) {
+	const maxFlows = 20_000
 	ctx := context.Background()
-	s := memstore.New(memstore.Options{}) // defaults: 100,000 flows
-	heap := func() uint64 {
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
-	before := heap()
 	now := time.Now()
-	refused := 0
-	for i := range starts {
-		f := onboard.Flow{ID: storetest.ID(), Owner: onboard.Owner{Tenant: "tenant-" + strconv.Itoa(i%1000), User: "user-" + strconv.Itoa(i)},
-			Provider: "cdata", Source: "Salesforce", ReturnURL: "https://app.example.com/connect/cdata/return/" + strconv.Itoa(i),
-			Data:      map[string]string{"sub": "2f6ac2c4-6a64-4c2c-9d0b-6b2d5b9e0f3e", "externalId": "onboard-AAAAAAAAAAAAAAAAAAAAAAAA"},
-			CreatedAt: now, ExpiresAt: now.Add(30 * time.Minute)}
-		if err := s.CreateFlow(ctx, f); errors.Is(err, onboard.ErrTooManyFlows) {
-			refused++
-		} else if err != nil {
-			t.Fatal(err)
-		}
+	before := heapInUse()
+	s := memstore.New(memstore.Options{MaxFlows: maxFlows})
+	var victims []onboard.Flow
+	for i := range 50 {
+		f := flow(onboard.Owner{Tenant: fmt.Sprint("victim-", i%5), User: fmt.Sprint("user-", i)}, now)
+		require.NoError(t, s.CreateFlow(ctx, f, lim))
+		victims = append(victims, f)
 	}
-	grown := heap() - before
-	require.Equal(t, memstore.DefaultMaxFlows, s.Len())
-	require.Equal(t, starts-memstore.DefaultMaxFlows, refused)
-	perFlow := grown / uint64(s.Len())
-	t.Logf("%d starts, %d kept, %d refused: heap grew %.1f MiB, %d bytes per flow", starts, s.Len(), refused,
-		float64(grown)/(1<<20), perFlow)
-	require.Less(t, grown, uint64(256<<20), "memory stays bounded")
+	flood := func(starts int, tenant func(i int) string) (admitted, refused int) {
+		for i := range starts {
+			err := s.CreateFlow(ctx, flow(onboard.Owner{Tenant: tenant(i), User: fmt.Sprint("bot-", i)}, now), lim)
+			switch {
+			case err == nil:
+				admitted++
+			case errors.Is(err, onboard.ErrTooManyFlows):
+				refused++
+			default:
+				t.Fatal(err)
+			}
+		}
+		return admitted, refused
+	}
+	admitted, refused := flood(30_000, func(int) string { return "attacker" })
+	require.Equal(t, lim.PerTenant, admitted, "one tenant gets its cap")
+	require.Equal(t, 30_000-lim.PerTenant, refused)
+
+	admitted, refused = flood(60_000, func(i int) string { return fmt.Sprint("many-", i%200) })
+	require.Equal(t, maxFlows, s.Len(), "the store is full")
+	require.Equal(t, maxFlows-50-lim.PerTenant, admitted)
+	require.Equal(t, 60_000-admitted, refused)
+	for _, f := range victims {
+		got, found, err := s.Flow(ctx, f.ID)
+		require.NoError(t, err)
+		require.True(t, found, "a victim's flow was pushed out")
+		require.Equal(t, onboard.FlowPending, got.State)
+	}
+	grown := heapInUse() - before
+	t.Logf("90,000 starts, %d flows held: heap grew %.1f MiB (%d bytes per flow held)", s.Len(),
+		float64(grown)/(1<<20), grown/uint64(s.Len()))
+	require.Less(t, grown, uint64(maxFlows*1500), "memory is bounded by MaxFlows")
 	runtime.KeepAlive(s)
+}
+
+// TestRealExpiry uses a real, short lifetime: a flow stops counting
+// against the owner's cap once it has expired by the core's clock.
+func TestRealExpiry(t *testing.T) {
+	ctx := context.Background()
+	s := memstore.New(memstore.Options{})
+	o := owner(1)
+	cap1 := onboard.Limits{PerOwner: 1, PerTenant: 10}
+	start := func() error {
+		now := time.Now()
+		f := flow(o, now)
+		f.ExpiresAt = now.Add(50 * time.Millisecond)
+		return s.CreateFlow(ctx, f, cap1)
+	}
+	require.NoError(t, start())
+	require.ErrorIs(t, start(), onboard.ErrOwnerLimit)
+	time.Sleep(60 * time.Millisecond)
+	require.NoError(t, start())
+	expired, err := s.Flows(ctx, onboard.FlowQuery{ExpiredBefore: time.Now(), Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, expired, 1)
+}
+
+// TestCreateFlowRefusesEmptyID: a flow needs an id.
+func TestCreateFlowRefusesEmptyID(t *testing.T) {
+	f := flow(owner(1), time.Now())
+	f.ID = ""
+	require.Error(t, memstore.New(memstore.Options{}).CreateFlow(context.Background(), f, lim))
 }

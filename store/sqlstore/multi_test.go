@@ -2,11 +2,8 @@ package sqlstore_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"io"
-	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -16,32 +13,24 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/onboardkit/onboard"
-	"github.com/onboardkit/onboard/internal/apptest"
-	"github.com/onboardkit/onboard/providers/cdata"
-	"github.com/onboardkit/onboard/providers/cdata/cdatatest"
-	"github.com/onboardkit/onboard/providers/fivetran"
-	"github.com/onboardkit/onboard/providers/fivetran/fivetrantest"
+	"github.com/onboardkit/onboard/onboardtest"
+	"github.com/onboardkit/onboard/providers/fake"
 	"github.com/onboardkit/onboard/store/sqlstore"
 )
 
 // cluster is several app instances behind one (imaginary) load balancer:
 // they share the onboard store and the scs session store in PostgreSQL,
-// and each has its own CData provider (own token cache and sub-account
-// memo) talking to one emulator.
+// and one provider.
 type cluster struct {
-	emu       *cdatatest.Server
-	ft        *fivetrantest.Server
-	instances []*apptest.App
+	provider  *fake.Provider
+	instances []*onboardtest.App
 	store     *sqlstore.Store
 }
 
-func newCluster(t testing.TB, n int) *cluster {
+func newCluster(t testing.TB, n int, config func(*onboard.Config)) *cluster {
 	t.Helper()
 	ctx := context.Background()
 	db := openPostgres(t)
-	// Pools sized for the concurrency, as in production: database/sql
-	// keeps only 2 idle connections by default, and re-dialing PostgreSQL
-	// under load costs more than the queries.
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
 	pcfg, err := pgxpool.ParseConfig(postgresURL(t))
@@ -55,39 +44,35 @@ func newCluster(t testing.TB, n int) *cluster {
 	require.NoError(t, err)
 	sessions := pgxstore.NewWithCleanupInterval(pool, 0)
 
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	require.NoError(t, err)
-	c := &cluster{emu: cdatatest.New(cdatatest.Options{AccountID: "oem", PublicKey: &key.PublicKey})}
-	api := apptest.Serve(t, c.emu) + "/api"
-	c.ft = fivetrantest.New(fivetrantest.Options{APIKey: "k", APISecret: "s"})
-	ftURL := apptest.Serve(t, c.ft)
-	c.store = newStore(t, db, sqlstore.Postgres, func(o *sqlstore.Options) { o.MaxFlowsPerOwner = -1 })
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	c := &cluster{provider: fake.New("fake"), store: newStore(t, db, sqlstore.Postgres)}
+	c.provider.URL = onboardtest.Serve(t, c.provider)
 	for range n {
-		p, err := cdata.New(cdata.Config{BaseURL: api, AccountID: "oem", PrivateKey: key, Logger: quiet,
-			HTTPClient: &http.Client{Timeout: 10 * time.Second}})
-		require.NoError(t, err)
-		f, err := fivetran.New(fivetran.Config{BaseURL: ftURL, APIKey: "k", APISecret: "s", Logger: quiet,
-			HTTPClient: &http.Client{Timeout: 10 * time.Second}})
-		require.NoError(t, err)
-		c.instances = append(c.instances, apptest.New(t, apptest.Options{
-			Providers: []onboard.Provider{p, f}, Store: c.store, SessionStore: sessions,
+		c.instances = append(c.instances, onboardtest.New(t, onboardtest.Options{
+			Providers: []onboard.Provider{c.provider}, Store: c.store, SessionStore: sessions, Config: config,
 		}))
 	}
 	return c
 }
 
-// startOn starts a CData flow on instance i and returns the return URL,
-// pointed at instance j.
-func (c *cluster) startOn(t testing.TB, b *apptest.Browser, i, j int) string {
-	hosted := b.Start(c.instances[i], "cdata", "source=Salesforce")
-	back, err := cdatatest.Fill(context.Background(), b.Client, hosted, "", "pw")
+// startOn starts a flow on instance i, plays the user on the hosted page
+// and returns the return URL, pointed at instance j.
+func (c *cluster) startOn(t testing.TB, b *onboardtest.Browser, i, j int) string {
+	t.Helper()
+	hosted := b.Start(c.instances[i], "fake", "source=Salesforce")
+	u, err := url.Parse(hosted)
+	require.NoError(t, err)
+	back, err := c.provider.Finish(u.Query().Get("flow"), onboard.Connected)
 	require.NoError(t, err)
 	return c.instances[j].URL() + back[len(c.instances[i].URL()):]
 }
 
+// on points a URL of one instance at another.
+func on(a *onboardtest.App, u string, from *onboardtest.App) string {
+	return a.URL() + u[len(from.URL()):]
+}
+
 func TestManyInstances(t *testing.T) {
-	c := newCluster(t, 2)
+	c := newCluster(t, 2, nil)
 	a, b := c.instances[0], c.instances[1]
 	browser := a.Browser("alice", "acme")
 	require.Equal(t, "alice|3 apples", browser.Get(b.URL()+"/whoami").Body, "one session across instances")
@@ -96,30 +81,36 @@ func TestManyInstances(t *testing.T) {
 		back := c.startOn(t, browser, 0, 1)
 		res := browser.Get(back)
 		require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
-		require.Len(t, a.Connections("acme"), 1)
+		cs := a.Connections("acme")
+		require.Len(t, cs, 1)
+		require.Equal(t, onboard.Connected, cs[0].State)
 
-		t.Run("replay on A is refused", func(t *testing.T) {
-			replay := a.URL() + back[len(b.URL()):]
-			// From another browser (even of the same user): refused.
-			require.Equal(t, http.StatusConflict, a.Browser("alice", "acme").Get(replay).Code)
-			// A reload in the browser that finished it: the same result
-			// again, nothing stored.
-			res := browser.Get(replay)
-			require.Equal(t, http.StatusSeeOther, res.Code)
-			require.Contains(t, res.Location, "onboard_status=connected")
-			require.Len(t, b.Connections("acme"), 1)
-		})
+		// A reload on A in the browser that finished it: the same result,
+		// nothing stored again.
+		res = browser.Get(on(a, back, b))
+		require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
+		require.Len(t, b.Connections("acme"), 1)
+
+		// The return in another browser, even of the same user, on A:
+		// refused, and what the flow made is quarantined everywhere.
+		res = a.Browser("alice", "acme").Get(on(a, back, b))
+		require.Equal(t, http.StatusForbidden, res.Code, res.Body)
+		cs = b.Connections("acme")
+		require.Len(t, cs, 1)
+		require.Equal(t, onboard.Revoked, cs[0].State)
+		_, held := c.provider.Connection(cs[0].ID)
+		require.False(t, held, "the provider no longer holds the quarantined connection")
 	})
+
 	t.Run("concurrent returns on A and B store one connection", func(t *testing.T) {
 		for round := range 5 {
 			tenant := "tenant-" + string(rune('a'+round))
 			br := a.Browser("bob", tenant)
 			back := c.startOn(t, br, 0, 1)
-			onA := a.URL() + back[len(b.URL()):]
 			var wg sync.WaitGroup
 			codes := make([]int, 2)
 			start := make(chan struct{})
-			for k, u := range []string{onA, back} {
+			for k, u := range []string{on(a, back, b), back} {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -133,13 +124,65 @@ func TestManyInstances(t *testing.T) {
 			}
 			close(start)
 			wg.Wait()
-			// One return completes the flow; the other, in the same browser
-			// session, is refused (409) or shown the same result (303).
-			require.Contains(t, codes, http.StatusSeeOther, "round %d", round)
-			for _, code := range codes {
-				require.Contains(t, []int{http.StatusSeeOther, http.StatusConflict}, code, "round %d", round)
-			}
-			require.Len(t, a.Connections(tenant), 1)
+			// One return completes the flow; the other is shown its result.
+			require.Equal(t, []int{http.StatusSeeOther, http.StatusSeeOther}, codes, "round %d", round)
+			cs := a.Connections(tenant)
+			require.Len(t, cs, 1)
+			require.Equal(t, onboard.Connected, cs[0].State)
 		}
 	})
+}
+
+// TestRunnersOnManyInstances lets flows expire (a real, short lifetime)
+// and runs the runner on every instance at once: each flow is settled as
+// abandoned exactly once, and what it made is removed (Cancel is
+// idempotent: a runner that finds a settled flow still marked for cleanup
+// may cancel it again).
+func TestRunnersOnManyInstances(t *testing.T) {
+	const ttl = 500 * time.Millisecond
+	c := newCluster(t, 3, func(cfg *onboard.Config) { cfg.FlowTTL = ttl })
+	const flows = 12
+	var ids []string
+	for i := range flows {
+		br := c.instances[i%3].Browser("carol", "globex")
+		hosted := br.Start(c.instances[i%3], "fake", "source=Salesforce")
+		u, err := url.Parse(hosted)
+		require.NoError(t, err)
+		ids = append(ids, u.Query().Get("flow"))
+		if i%2 == 0 { // the user made a connection, and walked away
+			_, err := c.provider.Finish(ids[i], onboard.Connected)
+			require.NoError(t, err)
+		}
+	}
+	require.Len(t, c.provider.Connections(), flows/2)
+	time.Sleep(ttl + 100*time.Millisecond)
+
+	reports := make([]onboard.Report, len(c.instances))
+	errs := make([]error, len(c.instances))
+	var wg sync.WaitGroup
+	for i, app := range c.instances {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reports[i], errs[i] = app.Onboarder.RunOnce(context.Background())
+		}()
+	}
+	wg.Wait()
+	settled := 0
+	for i := range reports {
+		require.NoError(t, errs[i])
+		settled += reports[i].Settled
+	}
+	require.Equal(t, flows, settled, "each expired flow is settled once: %+v", reports)
+	require.GreaterOrEqual(t, c.provider.Calls().Cancel, flows, "what each flow made is removed")
+	require.Empty(t, c.provider.Connections())
+	for _, id := range ids {
+		f, found, err := c.store.Flow(context.Background(), id)
+		require.NoError(t, err)
+		require.True(t, found)
+		require.Equal(t, onboard.FlowDone, f.State)
+		require.Equal(t, onboard.Abandoned, f.Outcome)
+		require.False(t, f.Cleanup, "cleanup done")
+	}
+	require.Empty(t, c.instances[0].Connections("globex"), "the runner attaches nothing")
 }

@@ -3,29 +3,80 @@
 // modernc.org/sqlite). The app brings the *sql.DB; this package imports
 // no driver.
 //
-// Several app instances can share one database: flow completion is one
-// conditional UPDATE inside a transaction with the connection's upsert,
-// so of any number of concurrent returns of a flow, on any instances,
-// exactly one stores its connection.
+// Several app instances can share one database: admission and completion
+// are each one atomic statement, so caps hold and each flow completes once
+// whichever instances its requests reach.
 //
-// Apply the schema with [Store.Migrate] (or by hand: the SQL is in
-// migrations/ and in the README), and call [Store.Cleanup] now and then
-// to delete old flows.
+// # Statements
+//
+// A start costs one statement and a return two, on both databases:
+//
+//   - CreateFlow is one statement with admission inside it. On PostgreSQL
+//     it calls the function {prefix}create_flow (made by [Store.Migrate]),
+//     which locks the tenant for its transaction, counts and inserts; on
+//     SQLite it is an INSERT into the view {prefix}flow_admissions, whose
+//     trigger counts and inserts while the statement holds SQLite's one
+//     write lock.
+//   - Flow is one SELECT.
+//   - CompleteFlow is one statement. On PostgreSQL a data-modifying WITH
+//     moves the flow from pending to done and feeds the connection's
+//     upsert, and a refusal takes a second query to tell an unknown flow
+//     from a used one. On SQLite it is an INSERT into the view
+//     {prefix}flow_completions, whose trigger checks, updates and upserts;
+//     a refusal is told by its error, without a second query.
+//
+// The other methods are one statement each, but for Prune (two DELETEs)
+// and SetCleanup on a flow it cannot change (a second query says why).
+// Every query of flows and connections has an index (see the migrations).
+//
+// Like every Store it reads no clock: the times it compares with are
+// passed in by the core. Times are stored as Unix microseconds.
+//
+// # Pool
+//
+// database/sql's pool defaults do not suit a server: no cap on open
+// connections, and only two kept idle, so every burst of requests opens
+// connections and closes them again, which costs more than onboard's
+// statements. Size the pool for the requests one instance serves at once
+// (within the database's max_connections divided by the instances):
+//
+//	db.SetMaxOpenConns(32)
+//	db.SetMaxIdleConns(32) // equal: keep what a burst opened
+//	db.SetConnMaxIdleTime(5 * time.Minute)
+//
+// [New] logs a warning when MaxOpenConns is left at its default. pgx
+// checks a connection idle for over a second with a ping before reusing
+// it ([github.com/jackc/pgx/v5/stdlib.OptionShouldPing] tunes that).
+//
+// # A slow or hanging database
+//
+// Every call takes a context and stops when it ends: the handlers give
+// each request one deadline (onboard.Config.Timeout) and the runner each
+// step its own. To bound a statement inside PostgreSQL as well, set
+// statement_timeout (and lock_timeout) in the DSN; pgx sends unknown DSN
+// parameters as run-time parameters:
+//
+//	postgres://app@db.internal:5432/app?statement_timeout=5000&lock_timeout=2000
 //
 // For SQLite, open the database with a busy timeout so that concurrent
-// writers wait instead of failing:
+// writers wait for the write lock instead of failing, and WAL so that
+// readers do not wait for writers:
 //
 //	sql.Open("sqlite", "file:onboard.db?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
+//
+// Apply the schema with [Store.Migrate], or by hand: [Migrations] returns
+// it, and the README shows it.
 package sqlstore
 
 import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -44,27 +95,31 @@ const (
 	SQLite
 )
 
-// Defaults for [Options].
-const (
-	DefaultPrefix           = "onboard_"
-	DefaultRetain           = 24 * time.Hour
-	DefaultMaxFlowsPerOwner = 20
-)
+// String returns "postgres" or "sqlite", the dialect's name in the names
+// of its migration files.
+func (d Dialect) String() string {
+	switch d {
+	case Postgres:
+		return "postgres"
+	case SQLite:
+		return "sqlite"
+	}
+	return "Dialect(" + strconv.Itoa(int(d)) + ")"
+}
+
+// DefaultPrefix is the default of Options.Prefix.
+const DefaultPrefix = "onboard_"
 
 // Options configure a Store.
 type Options struct {
 	// Dialect is required.
 	Dialect Dialect
-	// Prefix is prepended to table names: [a-z0-9_]*. Default "onboard_".
+	// Prefix is prepended to the names of tables, indexes, views,
+	// triggers and functions: [a-z0-9_]{0,40}. Default "onboard_".
 	Prefix string
-	// Retain is how long Cleanup keeps a flow after it expires.
-	// Default 24 hours.
-	Retain time.Duration
-	// MaxFlowsPerOwner caps one owner's unexpired pending flows.
-	// Default 20; negative means no cap.
-	MaxFlowsPerOwner int
-	// Now is the clock. Default time.Now.
-	Now func() time.Time
+	// Logger receives the warning about an unsized pool. Default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // Store is the SQL store. Build it with [New].
@@ -74,19 +129,16 @@ type Store struct {
 	q   queries
 }
 
-var (
-	_ onboard.Store            = (*Store)(nil)
-	_ onboard.ConnectionFinder = (*Store)(nil)
-	_ onboard.FlowLister       = (*Store)(nil)
-)
+var _ onboard.Store = (*Store)(nil)
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-var prefixRE = regexp.MustCompile(`^[a-z0-9_]*$`)
+var prefixRE = regexp.MustCompile(`^[a-z0-9_]{0,40}$`)
 
 // New returns a Store over db. It does not touch the database: call
-// Migrate once before use.
+// Migrate once before use. It logs a warning when db's pool is left at
+// database/sql's defaults (see the package documentation).
 func New(db *sql.DB, opt Options) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("sqlstore: nil *sql.DB")
@@ -97,40 +149,61 @@ func New(db *sql.DB, opt Options) (*Store, error) {
 	if opt.Prefix == "" {
 		opt.Prefix = DefaultPrefix
 	}
-	if !prefixRE.MatchString(opt.Prefix) || len(opt.Prefix) > 40 {
-		return nil, fmt.Errorf("sqlstore: table prefix %q must match [a-z0-9_]{0,40}", opt.Prefix)
+	if !prefixRE.MatchString(opt.Prefix) {
+		return nil, fmt.Errorf("sqlstore: prefix %q must match [a-z0-9_]{0,40}", opt.Prefix)
 	}
-	if opt.Retain <= 0 {
-		opt.Retain = DefaultRetain
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
 	}
-	if opt.MaxFlowsPerOwner == 0 {
-		opt.MaxFlowsPerOwner = DefaultMaxFlowsPerOwner
+	if db.Stats().MaxOpenConnections == 0 {
+		opt.Logger.Warn("sqlstore: the database pool has database/sql's defaults (no cap on open connections, 2 idle); "+
+			"set db.SetMaxOpenConns(n), db.SetMaxIdleConns(n) and db.SetConnMaxIdleTime", "dialect", opt.Dialect)
 	}
-	if opt.Now == nil {
-		opt.Now = time.Now
-	}
-	s := &Store{db: db, opt: opt}
-	s.q = newQueries(opt.Dialect, opt.Prefix)
-	return s, nil
+	return &Store{db: db, opt: opt, q: newQueries(opt.Dialect, opt.Prefix)}, nil
 }
 
 // Migration is one schema version.
 type Migration struct {
+	// Version numbers the migrations from 1, in the order they apply.
 	Version int
-	SQL     string
+	// SQL is the migration's statements, with the prefix applied.
+	SQL string
 }
 
-// Migrations returns the schema migrations in order, with the table
-// prefix applied, for a DBA who applies them by hand.
-func Migrations(prefix string) ([]Migration, error) {
+// Migrations returns the schema migrations of dialect d in order, with
+// the prefix applied, for a DBA who applies them by hand. The SQL of a
+// version is its file for both dialects (migrations/NNNN_name.sql)
+// followed by its file for d (NNNN_name.postgres.sql, NNNN_name.sqlite.sql).
+func Migrations(d Dialect, prefix string) ([]Migration, error) {
+	if d != Postgres && d != SQLite {
+		return nil, fmt.Errorf("sqlstore: unknown dialect %v", d)
+	}
+	if !prefixRE.MatchString(prefix) {
+		return nil, fmt.Errorf("sqlstore: prefix %q must match [a-z0-9_]{0,40}", prefix)
+	}
 	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
 	if err != nil {
 		return nil, err
 	}
-	slices.Sort(names)
-	out := make([]Migration, 0, len(names))
+	// Both dialects' file first, then the dialect's own.
+	rank := func(n string) int {
+		if strings.Count(n, ".") == 1 {
+			return 0
+		}
+		return 1
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		if c := strings.Compare(a[:len("migrations/0000")], b[:len("migrations/0000")]); c != 0 {
+			return c
+		}
+		return rank(a) - rank(b)
+	})
+	var out []Migration
 	for _, n := range names {
 		base := strings.TrimPrefix(n, "migrations/")
+		if parts := strings.Split(base, "."); len(parts) == 3 && parts[1] != d.String() {
+			continue
+		}
 		v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: migration %s: %w", n, err)
@@ -139,26 +212,14 @@ func Migrations(prefix string) ([]Migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Migration{v, strings.ReplaceAll(string(b), "{{prefix}}", prefix)})
-	}
-	return out, nil
-}
-
-// statements splits a migration into statements, dropping comments.
-func statements(script string) []string {
-	var out []string
-	var cur strings.Builder
-	for _, line := range strings.Split(script, "\n") {
-		if t := strings.TrimSpace(line); t == "" || strings.HasPrefix(t, "--") {
+		text := strings.ReplaceAll(string(b), "{{prefix}}", prefix)
+		if len(out) > 0 && out[len(out)-1].Version == v {
+			out[len(out)-1].SQL += text
 			continue
 		}
-		cur.WriteString(line + "\n")
-		if strings.HasSuffix(strings.TrimSpace(line), ";") {
-			out = append(out, strings.TrimSpace(cur.String()))
-			cur.Reset()
-		}
+		out = append(out, Migration{v, text})
 	}
-	return out
+	return out, nil
 }
 
 // Migrate applies the migrations not applied yet, each in a transaction,
@@ -166,7 +227,7 @@ func statements(script string) []string {
 // several instances at once on PostgreSQL (an advisory lock serializes
 // them) and to call again.
 func (s *Store) Migrate(ctx context.Context) error {
-	migs, err := Migrations(s.opt.Prefix)
+	migs, err := Migrations(s.opt.Dialect, s.opt.Prefix)
 	if err != nil {
 		return err
 	}
@@ -207,7 +268,9 @@ func (s *Store) locked(ctx context.Context, name string, fn func(*sql.Tx) error)
 	return tx.Commit()
 }
 
-// migrate applies m unless it is recorded as applied.
+// migrate applies m unless it is recorded as applied. The migration's
+// statements go in one Exec (without arguments, pgx sends them in one
+// simple query, and SQLite runs a script).
 func (s *Store) migrate(ctx context.Context, tx *sql.Tx, table string, m Migration) error {
 	var n int
 	if err := tx.QueryRowContext(ctx, s.q.rebind("SELECT COUNT(*) FROM "+table+" WHERE version = ?"), m.Version).Scan(&n); err != nil {
@@ -216,46 +279,77 @@ func (s *Store) migrate(ctx context.Context, tx *sql.Tx, table string, m Migrati
 	if n > 0 {
 		return nil
 	}
-	for _, st := range statements(m.SQL) {
-		if _, err := tx.ExecContext(ctx, st); err != nil {
-			return err
-		}
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return err
 	}
 	_, err := tx.ExecContext(ctx, s.q.rebind("INSERT INTO "+table+" (version, applied_at) VALUES (?, ?)"),
-		m.Version, s.opt.Now().UnixMicro())
+		m.Version, time.Now().UnixMicro())
 	return err
 }
 
+const (
+	flowCols = "id, tenant, user_id, provider, source, name, connection_id, reconnect, return_to, browser, " +
+		"state, outcome, message, cleanup, created_at, expires_at"
+	connCols = "provider, id, tenant, user_id, name, source, state, message, flow_id, created_at, updated_at, event_at, checked_at"
+	// connUpdate replaces every column of a connection on conflict but
+	// created_at, which is kept, and event_at, which each statement sets
+	// itself.
+	connUpdate = "tenant = excluded.tenant, user_id = excluded.user_id, name = excluded.name, source = excluded.source, " +
+		"state = excluded.state, message = excluded.message, flow_id = excluded.flow_id, " +
+		"updated_at = excluded.updated_at, checked_at = excluded.checked_at"
+	// detached is the condition of a detached record: a zero Owner.
+	detached = "(tenant = '' OR user_id = '')"
+)
+
+// Messages the SQLite triggers abort with (migrations/0003_contract.sqlite.sql).
+const (
+	abortOwnerCap    = "onboard: owner cap"
+	abortTenantCap   = "onboard: tenant cap"
+	abortUnknownFlow = "onboard: unknown flow"
+	abortFlowUsed    = "onboard: flow used"
+)
+
 // queries holds the SQL text for one dialect and prefix.
 type queries struct {
-	dialect                                            Dialect
-	insertFlow, selectFlow, countPending, completeFlow string
-	resolveFlow, pendingFlows                          string
-	upsertConn, selectConn, findConn, listConns        string
-	deleteConn, cleanup                                string
+	dialect                                                     Dialect
+	createFlow, selectFlow, flowState, completeFlow, setCleanup string
+	pruneFlows, pruneRecords                                    string
+	upsertConn, findConn, deleteConn                            string
 }
-
-const flowCols = "id, tenant, user_id, provider, source, name, connection_id, reconnect, return_url, return_to, data, state, outcome, created_at, expires_at"
-const connCols = "provider, id, tenant, user_id, name, source, state, message, flow_id, created_at, updated_at"
 
 func newQueries(d Dialect, p string) queries {
 	q := queries{dialect: d}
-	q.insertFlow = q.rebind("INSERT INTO " + p + "flows (" + flowCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	switch d {
+	case Postgres:
+		q.createFlow = "SELECT " + p + "create_flow($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+		// The UPDATE's row lock makes concurrent completions of a flow
+		// take turns; the later ones find it done and change nothing.
+		q.completeFlow = "WITH done AS (UPDATE " + p + "flows SET state = 'done', outcome = $2::text, message = $3::text," +
+			" cleanup = $4::integer, connection_id = CASE WHEN $5::text = '' THEN connection_id ELSE $5::text END" +
+			" WHERE id = $1::text AND state = 'pending' RETURNING id)," +
+			" saved AS (INSERT INTO " + p + "connections (" + connCols + ")" +
+			" SELECT $6::text, $5::text, $7::text, $8::text, $9::text, $10::text, $2::text, $3::text, $11::text," +
+			" $12::bigint, $13::bigint, $14::bigint, $15::bigint FROM done WHERE $5::text <> ''" +
+			" ON CONFLICT (provider, id) DO UPDATE SET " + connUpdate +
+			", event_at = GREATEST(" + p + "connections.event_at, excluded.event_at))" +
+			" SELECT count(*) FROM done"
+	case SQLite:
+		q.createFlow = "INSERT INTO " + p + "flow_admissions (id, tenant, user_id, provider, source, name, connection_id," +
+			" reconnect, return_to, browser, created_at, expires_at, per_owner, per_tenant)" +
+			" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		q.completeFlow = "INSERT INTO " + p + "flow_completions (flow, cleanup, provider, id, tenant, user_id, name," +
+			" source, state, message, flow_id, created_at, updated_at, event_at, checked_at)" +
+			" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	}
 	q.selectFlow = q.rebind("SELECT " + flowCols + " FROM " + p + "flows WHERE id = ?")
-	q.countPending = q.rebind("SELECT COUNT(*) FROM " + p + "flows WHERE tenant = ? AND user_id = ? AND state = 'pending' AND expires_at > ?")
-	q.completeFlow = q.rebind("UPDATE " + p + "flows SET state = 'done', outcome = ?, connection_id = CASE WHEN ? = '' THEN connection_id ELSE ? END" +
-		" WHERE id = ? AND state = 'pending' AND expires_at > ?")
-	q.resolveFlow = q.rebind("UPDATE " + p + "flows SET state = 'done', outcome = ?, connection_id = CASE WHEN ? = '' THEN connection_id ELSE ? END" +
-		" WHERE id = ? AND state = 'pending'")
-	q.pendingFlows = q.rebind("SELECT " + flowCols + " FROM " + p + "flows WHERE state = 'pending' AND created_at < ? ORDER BY created_at LIMIT ?")
-	q.upsertConn = q.rebind("INSERT INTO " + p + "connections (" + connCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" +
-		" ON CONFLICT (provider, id) DO UPDATE SET tenant = excluded.tenant, user_id = excluded.user_id, name = excluded.name," +
-		" source = excluded.source, state = excluded.state, message = excluded.message, flow_id = excluded.flow_id, updated_at = excluded.updated_at")
-	q.selectConn = q.rebind("SELECT " + connCols + " FROM " + p + "connections WHERE tenant = ? AND provider = ? AND id = ?")
+	q.flowState = q.rebind("SELECT state FROM " + p + "flows WHERE id = ?")
+	q.setCleanup = q.rebind("UPDATE " + p + "flows SET cleanup = ? WHERE id = ? AND state = 'done'")
+	q.pruneFlows = q.rebind("DELETE FROM " + p + "flows WHERE state = 'done' AND cleanup = 0 AND expires_at < ?")
+	q.pruneRecords = q.rebind("DELETE FROM " + p + "connections WHERE " + detached + " AND updated_at < ?")
+	q.upsertConn = q.rebind("INSERT INTO " + p + "connections (" + connCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" +
+		" ON CONFLICT (provider, id) DO UPDATE SET " + connUpdate + ", event_at = excluded.event_at")
 	q.findConn = q.rebind("SELECT " + connCols + " FROM " + p + "connections WHERE provider = ? AND id = ?")
-	q.listConns = q.rebind("SELECT " + connCols + " FROM " + p + "connections WHERE tenant = ? ORDER BY created_at DESC, id ASC")
-	q.deleteConn = q.rebind("DELETE FROM " + p + "connections WHERE tenant = ? AND provider = ? AND id = ?")
-	q.cleanup = q.rebind("DELETE FROM " + p + "flows WHERE expires_at < ?")
+	q.deleteConn = q.rebind("DELETE FROM " + p + "connections WHERE provider = ? AND id = ?")
 	return q
 }
 
@@ -277,9 +371,14 @@ func (q queries) rebind(query string) string {
 	return b.String()
 }
 
+// zeroMicros is the zero time.Time in Unix microseconds, as stored: a
+// zero time sorts before every other.
+const zeroMicros = -62135596800000000
+
 func micros(t time.Time) int64 { return t.UnixMicro() }
+
 func fromMicros(v int64) time.Time {
-	if v == 0 {
+	if v == zeroMicros {
 		return time.Time{}
 	}
 	return time.UnixMicro(v)
@@ -292,29 +391,45 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// CreateFlow saves a new pending flow.
-func (s *Store) CreateFlow(ctx context.Context, f onboard.Flow) error {
-	if s.opt.MaxFlowsPerOwner > 0 {
-		var n int
-		if err := s.db.QueryRowContext(ctx, s.q.countPending, f.Owner.Tenant, f.Owner.User, micros(s.opt.Now())).Scan(&n); err != nil {
-			return fmt.Errorf("sqlstore: count flows: %w", err)
-		}
-		if n >= s.opt.MaxFlowsPerOwner {
-			return fmt.Errorf("%w: owner has %d pending flows", onboard.ErrTooManyFlows, n)
+// limit is n, or no limit for n <= 0.
+func limit(n int) int64 {
+	if n <= 0 {
+		return math.MaxInt64
+	}
+	return int64(n)
+}
+
+// CreateFlow saves a new pending flow if admission allows it, in one
+// statement.
+func (s *Store) CreateFlow(ctx context.Context, f onboard.Flow, lim onboard.Limits) error {
+	if f.ID == "" {
+		return errors.New("sqlstore: empty flow id")
+	}
+	args := []any{f.ID, f.Owner.Tenant, f.Owner.User, f.Provider, f.Source, f.Name, f.ConnectionID, boolInt(f.Reconnect),
+		f.ReturnTo, f.Browser, micros(f.CreatedAt), micros(f.ExpiresAt), limit(lim.PerOwner), limit(lim.PerTenant)}
+	var err error
+	result := "ok"
+	if s.opt.Dialect == Postgres {
+		err = s.db.QueryRowContext(ctx, s.q.createFlow, args...).Scan(&result)
+	} else {
+		_, err = s.db.ExecContext(ctx, s.q.createFlow, args...)
+		switch {
+		case err == nil:
+		case strings.Contains(err.Error(), abortOwnerCap):
+			result, err = "owner", nil
+		case strings.Contains(err.Error(), abortTenantCap):
+			result, err = "tenant", nil
 		}
 	}
-	data := []byte("{}")
-	if len(f.Data) > 0 {
-		var err error
-		if data, err = json.Marshal(f.Data); err != nil {
-			return fmt.Errorf("sqlstore: flow data: %w", err)
-		}
-	}
-	_, err := s.db.ExecContext(ctx, s.q.insertFlow, f.ID, f.Owner.Tenant, f.Owner.User, f.Provider, f.Source, f.Name,
-		f.ConnectionID, boolInt(f.Reconnect), f.ReturnURL, f.ReturnTo, string(data), string(onboard.FlowPending), "",
-		micros(f.CreatedAt), micros(f.ExpiresAt))
-	if err != nil {
+	switch {
+	case err != nil:
 		return fmt.Errorf("sqlstore: create flow: %w", err)
+	case result == "owner":
+		return fmt.Errorf("%w: %d pending flows", onboard.ErrOwnerLimit, lim.PerOwner)
+	case result == "tenant":
+		return fmt.Errorf("%w: the tenant has %d pending flows", onboard.ErrTooManyFlows, lim.PerTenant)
+	case result != "ok":
+		return fmt.Errorf("sqlstore: create flow: unexpected result %q", result)
 	}
 	return nil
 }
@@ -323,22 +438,14 @@ type scanner interface{ Scan(...any) error }
 
 func scanFlow(r scanner) (onboard.Flow, error) {
 	var f onboard.Flow
-	var reconnect int
-	var data, state, outcome string
+	var reconnect, cleanup int
+	var state, outcome string
 	var created, expires int64
 	err := r.Scan(&f.ID, &f.Owner.Tenant, &f.Owner.User, &f.Provider, &f.Source, &f.Name, &f.ConnectionID, &reconnect,
-		&f.ReturnURL, &f.ReturnTo, &data, &state, &outcome, &created, &expires)
-	if err != nil {
-		return f, err
-	}
-	f.Reconnect, f.State, f.Outcome = reconnect != 0, onboard.FlowState(state), onboard.State(outcome)
+		&f.ReturnTo, &f.Browser, &state, &outcome, &f.Message, &cleanup, &created, &expires)
+	f.Reconnect, f.Cleanup, f.State, f.Outcome = reconnect != 0, cleanup != 0, onboard.FlowState(state), onboard.State(outcome)
 	f.CreatedAt, f.ExpiresAt = fromMicros(created), fromMicros(expires)
-	if data != "" && data != "{}" {
-		if err := json.Unmarshal([]byte(data), &f.Data); err != nil {
-			return f, fmt.Errorf("flow data: %w", err)
-		}
-	}
-	return f, nil
+	return f, err
 }
 
 // Flow returns the flow with this id.
@@ -350,72 +457,33 @@ func (s *Store) Flow(ctx context.Context, id string) (onboard.Flow, bool, error)
 	if err != nil {
 		return onboard.Flow{}, false, fmt.Errorf("sqlstore: flow: %w", err)
 	}
-	if f.State == onboard.FlowPending && f.Expired(s.opt.Now()) {
-		f.State = onboard.FlowExpired
-	}
 	return f, true, nil
 }
 
-// CompleteFlow moves a pending flow to done and saves c, in one
-// transaction whose first statement is the conditional UPDATE: the first
-// transaction to run it wins, and the others find the flow done.
-func (s *Store) CompleteFlow(ctx context.Context, flowID string, c onboard.Connection) error {
-	return s.complete(ctx, s.q.completeFlow, flowID, c, micros(s.opt.Now()))
-}
-
-// ResolveFlow is CompleteFlow for expired pending flows too.
-func (s *Store) ResolveFlow(ctx context.Context, flowID string, c onboard.Connection) error {
-	return s.complete(ctx, s.q.resolveFlow, flowID, c)
-}
-
-func (s *Store) complete(ctx context.Context, update, flowID string, c onboard.Connection, extra ...any) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+// Flows returns up to q.Limit flows selected by q, oldest first.
+func (s *Store) Flows(ctx context.Context, q onboard.FlowQuery) ([]onboard.Flow, error) {
+	cond := []string{"state = 'pending'"}
+	var args []any
+	if q.Cleanup {
+		cond = []string{"state = 'done' AND cleanup = 1"}
+	}
+	if !q.Owner.IsZero() {
+		cond = append(cond, "tenant = ? AND user_id = ?")
+		args = append(args, q.Owner.Tenant, q.Owner.User)
+	}
+	if !q.ExpiredBefore.IsZero() {
+		cond = append(cond, "expires_at < ?")
+		args = append(args, micros(q.ExpiredBefore))
+	}
+	query := s.q.rebind("SELECT " + flowCols + " FROM " + s.opt.Prefix + "flows WHERE " + strings.Join(cond, " AND ") +
+		" ORDER BY created_at, id LIMIT ?")
+	rows, err := s.db.QueryContext(ctx, query, append(args, limit(q.Limit))...)
 	if err != nil {
-		return fmt.Errorf("sqlstore: begin: %w", err)
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, update, append([]any{string(c.State), c.ID, c.ID, flowID}, extra...)...)
-	if err != nil {
-		return fmt.Errorf("sqlstore: complete flow: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("sqlstore: complete flow: %w", err)
-	}
-	if n == 0 {
-		tx.Rollback()
-		f, found, err := s.Flow(ctx, flowID)
-		switch {
-		case err != nil:
-			return err
-		case !found:
-			return onboard.ErrUnknownFlow
-		case f.State == onboard.FlowExpired:
-			return onboard.ErrFlowExpired
-		}
-		return onboard.ErrFlowUsed
-	}
-	if c.ID != "" {
-		if err := s.upsert(ctx, tx, c); err != nil {
-			return err
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlstore: commit: %w", err)
-	}
-	return nil
-}
-
-// PendingFlows returns pending flows created before createdBefore,
-// oldest first.
-func (s *Store) PendingFlows(ctx context.Context, createdBefore time.Time, limit int) ([]onboard.Flow, error) {
-	rows, err := s.db.QueryContext(ctx, s.q.pendingFlows, micros(createdBefore), limit)
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: pending flows: %w", err)
+		return nil, fmt.Errorf("sqlstore: flows: %w", err)
 	}
 	out, err := collect(rows, scanFlow)
 	if err != nil {
-		return nil, fmt.Errorf("sqlstore: pending flows: %w", err)
+		return nil, fmt.Errorf("sqlstore: flows: %w", err)
 	}
 	return out, nil
 }
@@ -434,38 +502,112 @@ func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) 
 	return out, rows.Err()
 }
 
-type execer interface {
-	ExecContext(context.Context, string, ...any) (sql.Result, error)
+// CompleteFlow moves a pending flow to done and saves c, in one
+// statement.
+func (s *Store) CompleteFlow(ctx context.Context, flowID string, c onboard.Connection, cleanup bool) error {
+	if s.opt.Dialect == SQLite {
+		_, err := s.db.ExecContext(ctx, s.q.completeFlow, flowID, boolInt(cleanup), c.Provider, c.ID, c.Owner.Tenant,
+			c.Owner.User, c.Name, c.Source, string(c.State), c.Message, c.FlowID, micros(c.CreatedAt), micros(c.UpdatedAt),
+			micros(c.EventAt), micros(c.CheckedAt))
+		switch {
+		case err == nil:
+			return nil
+		case strings.Contains(err.Error(), abortUnknownFlow):
+			return onboard.ErrUnknownFlow
+		case strings.Contains(err.Error(), abortFlowUsed):
+			return onboard.ErrFlowUsed
+		}
+		return fmt.Errorf("sqlstore: complete flow: %w", err)
+	}
+	var n int
+	err := s.db.QueryRowContext(ctx, s.q.completeFlow, flowID, string(c.State), c.Message, boolInt(cleanup), c.ID,
+		c.Provider, c.Owner.Tenant, c.Owner.User, c.Name, c.Source, c.FlowID, micros(c.CreatedAt), micros(c.UpdatedAt),
+		micros(c.EventAt), micros(c.CheckedAt)).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("sqlstore: complete flow: %w", err)
+	}
+	if n == 0 {
+		return s.refusal(ctx, flowID, onboard.ErrFlowUsed)
+	}
+	return nil
 }
 
-func (s *Store) upsert(ctx context.Context, db execer, c onboard.Connection) error {
-	_, err := db.ExecContext(ctx, s.q.upsertConn, c.Provider, c.ID, c.Owner.Tenant, c.Owner.User, c.Name, c.Source,
-		string(c.State), c.Message, c.FlowID, micros(c.CreatedAt), micros(c.UpdatedAt))
+// refusal tells why flowID could not be changed: ErrUnknownFlow when it is
+// not there, used otherwise.
+func (s *Store) refusal(ctx context.Context, flowID string, used error) error {
+	var state string
+	err := s.db.QueryRowContext(ctx, s.q.flowState, flowID).Scan(&state)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return onboard.ErrUnknownFlow
+	case err != nil:
+		return fmt.Errorf("sqlstore: flow state: %w", err)
+	}
+	return used
+}
+
+// SetCleanup sets or clears a done flow's Cleanup.
+func (s *Store) SetCleanup(ctx context.Context, flowID string, cleanup bool) error {
+	res, err := s.db.ExecContext(ctx, s.q.setCleanup, boolInt(cleanup), flowID)
+	if err != nil {
+		return fmt.Errorf("sqlstore: set cleanup: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("sqlstore: set cleanup: %w", err)
+	}
+	if n == 0 {
+		return s.refusal(ctx, flowID, fmt.Errorf("sqlstore: flow %q is not done", flowID))
+	}
+	return nil
+}
+
+// Prune deletes done flows that expired before t with no cleanup left,
+// and detached connection records last updated before t.
+func (s *Store) Prune(ctx context.Context, t time.Time) (int, error) {
+	total := 0
+	for _, query := range []string{s.q.pruneFlows, s.q.pruneRecords} {
+		res, err := s.db.ExecContext(ctx, query, micros(t))
+		if err != nil {
+			return total, fmt.Errorf("sqlstore: prune: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("sqlstore: prune: %w", err)
+		}
+		total += int(n)
+	}
+	return total, nil
+}
+
+// SaveConnection inserts or replaces c.
+func (s *Store) SaveConnection(ctx context.Context, c onboard.Connection) error {
+	if c.Provider == "" || c.ID == "" {
+		return errors.New("sqlstore: connection needs a provider and an id")
+	}
+	_, err := s.db.ExecContext(ctx, s.q.upsertConn, c.Provider, c.ID, c.Owner.Tenant, c.Owner.User, c.Name, c.Source,
+		string(c.State), c.Message, c.FlowID, micros(c.CreatedAt), micros(c.UpdatedAt), micros(c.EventAt), micros(c.CheckedAt))
 	if err != nil {
 		return fmt.Errorf("sqlstore: save connection: %w", err)
 	}
 	return nil
 }
 
-// SaveConnection inserts or updates c.
-func (s *Store) SaveConnection(ctx context.Context, c onboard.Connection) error {
-	if c.Provider == "" || c.ID == "" {
-		return errors.New("sqlstore: connection needs a provider and an id")
-	}
-	return s.upsert(ctx, s.db, c)
-}
-
 func scanConn(r scanner) (onboard.Connection, error) {
 	var c onboard.Connection
 	var state string
-	var created, updated int64
-	err := r.Scan(&c.Provider, &c.ID, &c.Owner.Tenant, &c.Owner.User, &c.Name, &c.Source, &state, &c.Message, &c.FlowID, &created, &updated)
-	c.State, c.CreatedAt, c.UpdatedAt = onboard.State(state), fromMicros(created), fromMicros(updated)
+	var created, updated, event, checked int64
+	err := r.Scan(&c.Provider, &c.ID, &c.Owner.Tenant, &c.Owner.User, &c.Name, &c.Source, &state, &c.Message, &c.FlowID,
+		&created, &updated, &event, &checked)
+	c.State = onboard.State(state)
+	c.CreatedAt, c.UpdatedAt, c.EventAt, c.CheckedAt = fromMicros(created), fromMicros(updated), fromMicros(event), fromMicros(checked)
 	return c, err
 }
 
-func (s *Store) one(ctx context.Context, query string, args ...any) (onboard.Connection, bool, error) {
-	c, err := scanConn(s.db.QueryRowContext(ctx, query, args...))
+// FindConnection returns the connection whatever its tenant, detached or
+// not.
+func (s *Store) FindConnection(ctx context.Context, provider, id string) (onboard.Connection, bool, error) {
+	c, err := scanConn(s.db.QueryRowContext(ctx, s.q.findConn, provider, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return onboard.Connection{}, false, nil
 	}
@@ -475,20 +617,29 @@ func (s *Store) one(ctx context.Context, query string, args ...any) (onboard.Con
 	return c, true, nil
 }
 
-// Connection returns the tenant's connection.
-func (s *Store) Connection(ctx context.Context, tenant, provider, id string) (onboard.Connection, bool, error) {
-	return s.one(ctx, s.q.selectConn, tenant, provider, id)
-}
-
-// FindConnection returns the connection whatever its tenant (for webhook
-// deliveries).
-func (s *Store) FindConnection(ctx context.Context, provider, id string) (onboard.Connection, bool, error) {
-	return s.one(ctx, s.q.findConn, provider, id)
-}
-
-// Connections lists the tenant's connections, newest first.
-func (s *Store) Connections(ctx context.Context, tenant string) ([]onboard.Connection, error) {
-	rows, err := s.db.QueryContext(ctx, s.q.listConns, tenant)
+// Connections returns the connections q selects.
+func (s *Store) Connections(ctx context.Context, q onboard.ConnectionQuery) ([]onboard.Connection, error) {
+	var cond []string
+	var args []any
+	order := "created_at DESC, provider, id"
+	switch {
+	case !q.CheckedBefore.IsZero():
+		cond = append(cond, "checked_at < ?", "NOT "+detached)
+		args = append(args, micros(q.CheckedBefore))
+		order = "checked_at, provider, id"
+	case q.Tenant == "":
+		return nil, ctx.Err() // only detached records have no tenant
+	default:
+		cond = append(cond, "tenant = ?", "user_id <> ''")
+		args = append(args, q.Tenant)
+	}
+	if q.Provider != "" {
+		cond = append(cond, "provider = ?")
+		args = append(args, q.Provider)
+	}
+	query := s.q.rebind("SELECT " + connCols + " FROM " + s.opt.Prefix + "connections WHERE " + strings.Join(cond, " AND ") +
+		" ORDER BY " + order + " LIMIT ? OFFSET ?")
+	rows, err := s.db.QueryContext(ctx, query, append(args, limit(q.Limit), max(q.Offset, 0))...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: connections: %w", err)
 	}
@@ -499,20 +650,15 @@ func (s *Store) Connections(ctx context.Context, tenant string) ([]onboard.Conne
 	return out, nil
 }
 
-// DeleteConnection removes the tenant's connection.
-func (s *Store) DeleteConnection(ctx context.Context, tenant, provider, id string) error {
-	if _, err := s.db.ExecContext(ctx, s.q.deleteConn, tenant, provider, id); err != nil {
-		return fmt.Errorf("sqlstore: delete connection: %w", err)
-	}
-	return nil
-}
-
-// Cleanup deletes flows that expired more than Options.Retain ago and
-// returns how many.
-func (s *Store) Cleanup(ctx context.Context) (int64, error) {
-	res, err := s.db.ExecContext(ctx, s.q.cleanup, micros(s.opt.Now().Add(-s.opt.Retain)))
+// DeleteConnection removes a connection.
+func (s *Store) DeleteConnection(ctx context.Context, provider, id string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, s.q.deleteConn, provider, id)
 	if err != nil {
-		return 0, fmt.Errorf("sqlstore: cleanup: %w", err)
+		return false, fmt.Errorf("sqlstore: delete connection: %w", err)
 	}
-	return res.RowsAffected()
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: delete connection: %w", err)
+	}
+	return n > 0, nil
 }

@@ -1,12 +1,15 @@
 package sqlstore_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,21 +24,34 @@ import (
 	"github.com/onboardkit/onboard/store/storetest"
 )
 
-// postgresURL is the test database, or "" to skip PostgreSQL tests.
+// postgresURL is the test database; PostgreSQL tests are skipped without
+// it.
 func postgresURL(t testing.TB) string {
 	u := os.Getenv("ONBOARD_TEST_POSTGRES_URL")
 	if u == "" {
-		t.Skip("ONBOARD_TEST_POSTGRES_URL is not set (for example postgres://postgres@127.0.0.1:5432/test)")
+		t.Skip("ONBOARD_TEST_POSTGRES_URL is not set (for example postgres://postgres@127.0.0.1:5432/test?sslmode=disable)")
 	}
 	return u
 }
 
+// sqliteDSN is a new SQLite database file of the test.
+func sqliteDSN(t testing.TB) string {
+	return "file:" + filepath.Join(t.TempDir(), "onboard.db") + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
+}
+
+// sized sets the pool as a deployment should.
+func sized(db *sql.DB) *sql.DB {
+	db.SetMaxOpenConns(16)
+	db.SetMaxIdleConns(16)
+	db.SetConnMaxIdleTime(time.Minute)
+	return db
+}
+
 func openSQLite(t testing.TB) *sql.DB {
-	dsn := "file:" + filepath.Join(t.TempDir(), "onboard.db") + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sql.Open("sqlite", sqliteDSN(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
-	return db
+	return sized(db)
 }
 
 func openPostgres(t testing.TB) *sql.DB {
@@ -43,55 +59,57 @@ func openPostgres(t testing.TB) *sql.DB {
 	require.NoError(t, err)
 	require.NoError(t, db.PingContext(context.Background()), "PostgreSQL at ONBOARD_TEST_POSTGRES_URL")
 	t.Cleanup(func() { db.Close() })
-	return db
+	return sized(db)
 }
 
-// prefix returns a fresh table prefix and drops its tables after the
-// test.
-func prefix(t testing.TB, db *sql.DB) string {
+// prefix returns a fresh prefix and, on PostgreSQL, drops what the
+// migrations made with it after the test.
+func prefix(t testing.TB, db *sql.DB, d sqlstore.Dialect) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	p := "t" + hex.EncodeToString(b[:]) + "_"
-	t.Cleanup(func() {
-		for _, table := range []string{"flows", "connections", "schema_migrations"} {
-			_, _ = db.Exec("DROP TABLE IF EXISTS " + p + table)
-		}
-	})
+	if d == sqlstore.Postgres {
+		t.Cleanup(func() {
+			for _, st := range []string{"DROP FUNCTION IF EXISTS " + p + "create_flow", "DROP TABLE IF EXISTS " + p + "flows",
+				"DROP TABLE IF EXISTS " + p + "connections", "DROP TABLE IF EXISTS " + p + "schema_migrations"} {
+				_, _ = db.Exec(st)
+			}
+		})
+	}
 	return p
 }
 
-func newStore(t testing.TB, db *sql.DB, d sqlstore.Dialect, mod ...func(*sqlstore.Options)) *sqlstore.Store {
-	opt := sqlstore.Options{Dialect: d, Prefix: prefix(t, db)}
-	for _, m := range mod {
-		m(&opt)
-	}
-	s, err := sqlstore.New(db, opt)
+func newStore(t testing.TB, db *sql.DB, d sqlstore.Dialect) *sqlstore.Store {
+	s, err := sqlstore.New(db, sqlstore.Options{Dialect: d, Prefix: prefix(t, db, d)})
 	require.NoError(t, err)
 	require.NoError(t, s.Migrate(context.Background()))
 	return s
 }
 
-func TestConformanceSQLite(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) onboard.Store { return newStore(t, openSQLite(t), sqlstore.SQLite) })
+// The suite runs on one database per dialect, shared by its tests, as a
+// deployment's would be.
+func TestConformance(t *testing.T) {
+	for name, open := range dialects() {
+		t.Run(name, func(t *testing.T) {
+			db, d := open(t)
+			s := newStore(t, db, d)
+			storetest.Run(t, func(*testing.T) onboard.Store { return s })
+		})
+	}
 }
 
-func TestConformancePostgres(t *testing.T) {
-	db := openPostgres(t)
-	storetest.Run(t, func(t *testing.T) onboard.Store { return newStore(t, db, sqlstore.Postgres) })
-}
-
-func dialects(t *testing.T) map[string]func(t *testing.T) (*sql.DB, sqlstore.Dialect) {
-	return map[string]func(t *testing.T) (*sql.DB, sqlstore.Dialect){
-		"sqlite":   func(t *testing.T) (*sql.DB, sqlstore.Dialect) { return openSQLite(t), sqlstore.SQLite },
-		"postgres": func(t *testing.T) (*sql.DB, sqlstore.Dialect) { return openPostgres(t), sqlstore.Postgres },
+func dialects() map[string]func(t testing.TB) (*sql.DB, sqlstore.Dialect) {
+	return map[string]func(t testing.TB) (*sql.DB, sqlstore.Dialect){
+		"sqlite":   func(t testing.TB) (*sql.DB, sqlstore.Dialect) { return openSQLite(t), sqlstore.SQLite },
+		"postgres": func(t testing.TB) (*sql.DB, sqlstore.Dialect) { return openPostgres(t), sqlstore.Postgres },
 	}
 }
 
 func TestMigrateTwiceAndConcurrently(t *testing.T) {
-	for name, open := range dialects(t) {
+	for name, open := range dialects() {
 		t.Run(name, func(t *testing.T) {
 			db, d := open(t)
-			p := prefix(t, db)
+			p := prefix(t, db, d)
 			s, err := sqlstore.New(db, sqlstore.Options{Dialect: d, Prefix: p})
 			require.NoError(t, err)
 			ctx := context.Background()
@@ -111,28 +129,94 @@ func TestMigrateTwiceAndConcurrently(t *testing.T) {
 			require.NoError(t, s.Migrate(ctx))
 			var n int
 			require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM "+p+"schema_migrations").Scan(&n))
-			require.Equal(t, 2, n)
+			require.Equal(t, 3, n)
 		})
 	}
 }
 
+// The README shows every migration file as applied with the default
+// prefix, and Migrations gives each dialect its own part of a version.
 func TestMigrationsForDBAs(t *testing.T) {
-	m, err := sqlstore.Migrations("app_")
-	require.NoError(t, err)
-	require.Len(t, m, 2)
-	require.Equal(t, 1, m[0].Version)
-	require.Equal(t, 2, m[1].Version)
-	require.Contains(t, m[0].SQL, "CREATE TABLE app_flows")
-	require.NotContains(t, m[0].SQL, "{{prefix}}")
 	readme, err := os.ReadFile("README.md")
 	require.NoError(t, err)
-	m, _ = sqlstore.Migrations(sqlstore.DefaultPrefix)
-	for _, mig := range m {
-		for _, line := range strings.Split(mig.SQL, "\n") {
-			if strings.HasPrefix(line, "CREATE") {
-				require.Contains(t, string(readme), line, "the README shows the schema as applied")
-			}
+	files, err := filepath.Glob("migrations/*.sql")
+	require.NoError(t, err)
+	require.Len(t, files, 5)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		require.Contains(t, string(readme), strings.ReplaceAll(string(b), "{{prefix}}", sqlstore.DefaultPrefix),
+			"the README shows %s as applied", f)
+	}
+	for _, d := range []sqlstore.Dialect{sqlstore.Postgres, sqlstore.SQLite} {
+		m, err := sqlstore.Migrations(d, "app_")
+		require.NoError(t, err)
+		require.Len(t, m, 3)
+		for i, mig := range m {
+			require.Equal(t, i+1, mig.Version)
+			require.NotContains(t, mig.SQL, "{{prefix}}")
 		}
+		require.Contains(t, m[0].SQL, "CREATE TABLE app_flows")
+		require.True(t, strings.HasPrefix(m[2].SQL, "-- onboard schema, version 3."), "both dialects' part first")
+	}
+	pg, _ := sqlstore.Migrations(sqlstore.Postgres, "x_")
+	lite, _ := sqlstore.Migrations(sqlstore.SQLite, "x_")
+	require.Contains(t, pg[2].SQL, "FUNCTION x_create_flow")
+	require.NotContains(t, lite[2].SQL, "FUNCTION")
+	require.Contains(t, lite[2].SQL, "TRIGGER x_flow_complete")
+	require.NotContains(t, pg[2].SQL, "TRIGGER")
+}
+
+// A database at version 2 keeps its connections and flows through
+// version 3; times it never had read as zero.
+func TestUpgradeFromVersion2(t *testing.T) {
+	for name, open := range dialects() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			db, d := open(t)
+			p := prefix(t, db, d)
+			migs, err := sqlstore.Migrations(d, p)
+			require.NoError(t, err)
+			_, err = db.Exec("CREATE TABLE " + p + "schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)")
+			require.NoError(t, err)
+			for _, m := range migs[:2] {
+				_, err := db.Exec(m.SQL)
+				require.NoError(t, err)
+				_, err = db.Exec("INSERT INTO " + p + "schema_migrations (version, applied_at) VALUES (" + strconv.Itoa(m.Version) + ", 0)")
+				require.NoError(t, err)
+			}
+			created := time.Date(2024, 5, 6, 7, 8, 9, 123_000, time.UTC)
+			_, err = db.Exec("INSERT INTO " + p + "flows (id, tenant, user_id, provider, source, name, connection_id, reconnect," +
+				" return_url, return_to, data, state, outcome, created_at, expires_at) VALUES" +
+				" ('f1', 'acme', 'alice', 'cdata', 'Salesforce', 'CRM', '', 0, 'https://app/r', '/done', '{\"sub\":\"x\"}'," +
+				" 'done', 'connected', 1714979289000123, 1714981089000123)")
+			require.NoError(t, err)
+			_, err = db.Exec("INSERT INTO " + p + "connections (provider, id, tenant, user_id, name, source, state, message," +
+				" flow_id, created_at, updated_at) VALUES ('cdata', 'c1', 'acme', 'alice', 'CRM', 'Salesforce', 'connected'," +
+				" '', 'f1', 1714979289000123, 1714979289000123)")
+			require.NoError(t, err)
+
+			s, err := sqlstore.New(db, sqlstore.Options{Dialect: d, Prefix: p})
+			require.NoError(t, err)
+			require.NoError(t, s.Migrate(ctx))
+			c, found, err := s.FindConnection(ctx, "cdata", "c1")
+			require.NoError(t, err)
+			require.True(t, found)
+			require.True(t, c.CreatedAt.Equal(created), "created %v", c.CreatedAt)
+			require.True(t, c.EventAt.IsZero(), "event_at %v", c.EventAt)
+			require.True(t, c.CheckedAt.IsZero(), "checked_at %v", c.CheckedAt)
+			f, found, err := s.Flow(ctx, "f1")
+			require.NoError(t, err)
+			require.True(t, found)
+			require.Equal(t, onboard.Flow{ID: "f1", Owner: onboard.Owner{Tenant: "acme", User: "alice"}, Provider: "cdata",
+				Source: "Salesforce", Name: "CRM", ReturnTo: "/done", State: onboard.FlowDone, Outcome: onboard.Connected,
+				CreatedAt: f.CreatedAt, ExpiresAt: f.ExpiresAt}, f)
+			require.True(t, f.CreatedAt.Equal(created))
+			// Zero times kept by the new columns sort before every other.
+			cs, err := s.Connections(ctx, onboard.ConnectionQuery{CheckedBefore: time.Date(1, 1, 1, 0, 0, 0, 1000, time.UTC)})
+			require.NoError(t, err)
+			require.Len(t, cs, 1)
+		})
 	}
 }
 
@@ -142,57 +226,68 @@ func TestOptions(t *testing.T) {
 	require.ErrorContains(t, err, "Dialect")
 	_, err = sqlstore.New(db, sqlstore.Options{Dialect: sqlstore.SQLite, Prefix: "x; DROP TABLE y"})
 	require.ErrorContains(t, err, "prefix")
+	_, err = sqlstore.New(db, sqlstore.Options{Dialect: sqlstore.SQLite, Prefix: strings.Repeat("x", 41)})
+	require.ErrorContains(t, err, "prefix")
 	_, err = sqlstore.New(nil, sqlstore.Options{Dialect: sqlstore.SQLite})
 	require.Error(t, err)
+	_, err = sqlstore.Migrations(sqlstore.SQLite, "x'; DROP TABLE y; --")
+	require.ErrorContains(t, err, "prefix")
+	_, err = sqlstore.Migrations(0, "x_")
+	require.ErrorContains(t, err, "dialect")
 }
 
-func flow(owner onboard.Owner, now time.Time, ttl time.Duration) onboard.Flow {
-	return onboard.Flow{ID: storetest.ID(), Owner: owner, Provider: "test", ReturnURL: "https://a.example/r",
-		State: onboard.FlowPending, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+// New warns when the pool is left at database/sql's defaults, and is
+// quiet once it is sized.
+func TestPoolWarning(t *testing.T) {
+	db, err := sql.Open("sqlite", sqliteDSN(t))
+	require.NoError(t, err)
+	defer db.Close()
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	_, err = sqlstore.New(db, sqlstore.Options{Dialect: sqlstore.SQLite, Logger: logger})
+	require.NoError(t, err)
+	require.Contains(t, logs.String(), "level=WARN")
+	require.Contains(t, logs.String(), "SetMaxOpenConns")
+	logs.Reset()
+	_, err = sqlstore.New(sized(db), sqlstore.Options{Dialect: sqlstore.SQLite, Logger: logger})
+	require.NoError(t, err)
+	require.Empty(t, logs.String())
 }
 
-func TestCleanupAndOwnerCap(t *testing.T) {
-	for name, open := range dialects(t) {
-		t.Run(name, func(t *testing.T) {
-			db, d := open(t)
-			now := time.Now()
-			var mu sync.Mutex
-			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-			s := newStore(t, db, d, func(o *sqlstore.Options) { o.MaxFlowsPerOwner = 2; o.Retain = time.Hour; o.Now = clock })
-			ctx := context.Background()
-			alice := onboard.Owner{Tenant: "t", User: "alice"}
-			require.NoError(t, s.CreateFlow(ctx, flow(alice, now, time.Minute)))
-			require.NoError(t, s.CreateFlow(ctx, flow(alice, now, time.Minute)))
-			require.ErrorIs(t, s.CreateFlow(ctx, flow(alice, now, time.Minute)), onboard.ErrTooManyFlows)
-			require.NoError(t, s.CreateFlow(ctx, flow(onboard.Owner{Tenant: "t", User: "bob"}, now, time.Minute)))
-
-			mu.Lock()
-			now = now.Add(30 * time.Minute)
-			mu.Unlock()
-			require.NoError(t, s.CreateFlow(ctx, flow(alice, now, time.Minute)), "expired flows do not count")
-			n, err := s.Cleanup(ctx)
-			require.NoError(t, err)
-			require.Zero(t, n, "kept for Retain after expiry")
-			mu.Lock()
-			now = now.Add(2 * time.Hour)
-			mu.Unlock()
-			n, err = s.Cleanup(ctx)
-			require.NoError(t, err)
-			require.EqualValues(t, 4, n)
-		})
+// A statement_timeout in the DSN reaches PostgreSQL, as the package
+// documentation says, and bounds a statement.
+func TestStatementTimeoutFromDSN(t *testing.T) {
+	u := postgresURL(t)
+	sep := "?"
+	if strings.Contains(u, "?") {
+		sep = "&"
 	}
+	db, err := sql.Open("pgx", u+sep+"statement_timeout=150&lock_timeout=100")
+	require.NoError(t, err)
+	defer db.Close()
+	var v string
+	require.NoError(t, db.QueryRow("SHOW statement_timeout").Scan(&v))
+	require.Equal(t, "150ms", v)
+	start := time.Now()
+	_, err = db.Exec("SELECT pg_sleep(5)")
+	require.ErrorContains(t, err, "statement timeout")
+	require.Less(t, time.Since(start), 3*time.Second)
 }
 
+// A store whose database is gone answers errors, not results.
 func TestDatabaseDownIsAnError(t *testing.T) {
 	db := openSQLite(t)
 	s := newStore(t, db, sqlstore.SQLite)
 	ctx := context.Background()
-	f := flow(onboard.Owner{Tenant: "t", User: "u"}, time.Now(), time.Hour)
-	require.NoError(t, s.CreateFlow(ctx, f))
+	now := time.Now()
+	f := onboard.Flow{ID: storetest.ID(), Owner: onboard.Owner{Tenant: "t", User: "u"}, Provider: "test",
+		State: onboard.FlowPending, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	require.NoError(t, s.CreateFlow(ctx, f, onboard.Limits{PerOwner: 5, PerTenant: 5}))
 	db.Close()
-	require.Error(t, s.CompleteFlow(ctx, f.ID, onboard.Connection{Provider: "test", ID: "c", State: onboard.Connected}))
+	require.Error(t, s.CreateFlow(ctx, f, onboard.Limits{PerOwner: 5, PerTenant: 5}))
+	require.Error(t, s.CompleteFlow(ctx, f.ID, onboard.Connection{Provider: "test", ID: "c", State: onboard.Connected}, false))
 	_, _, err := s.Flow(ctx, f.ID)
 	require.Error(t, err)
-	_, err = s.Connections(ctx, "t")
+	_, err = s.Connections(ctx, onboard.ConnectionQuery{Tenant: "t"})
 	require.Error(t, err)
 }

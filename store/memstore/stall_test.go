@@ -1,0 +1,83 @@
+//go:build stall && !race
+
+package memstore_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/onboardkit/onboard"
+	"github.com/onboardkit/onboard/store/memstore"
+)
+
+// TestStall holds a million pending flows and times single calls, as the
+// requests of a busy instance would make them: a start (CreateFlow) and a
+// return (Flow, then CompleteFlow). At the 99.9th percentile each stays
+// under a millisecond: no call waits for work on the whole store, and the
+// garbage collector, running meanwhile, does not stop them for long. It
+// takes about 20 seconds and 1 GB; run it without the race detector:
+//
+//	go test -tags stall -run TestStall -v ./store/memstore/
+func TestStall(t *testing.T) {
+	const (
+		held = 1_000_000
+		ops  = 200_000
+	)
+	ctx := context.Background()
+	now := time.Now()
+	s := memstore.New(memstore.Options{MaxFlows: held + ops})
+	// 2,500 tenants of 400 pending flows (20 users of 20 flows each), so
+	// that each start below counts a tenant's flows in full, under the
+	// tenant cap (500) and an owner cap that leaves room for the starts.
+	ownerOf := func(i int) onboard.Owner {
+		return onboard.Owner{Tenant: fmt.Sprint("tenant-", i%2500), User: fmt.Sprint("user-", i%50_000)}
+	}
+	lim := onboard.Limits{PerOwner: 40, PerTenant: onboard.DefaultMaxFlowsPerTenant}
+	ids := make([]string, 0, held)
+	fill := time.Now()
+	for i := range held {
+		f := flow(ownerOf(i), now)
+		require.NoError(t, s.CreateFlow(ctx, f, lim))
+		ids = append(ids, f.ID)
+	}
+	t.Logf("filled %d flows in %s", s.Len(), time.Since(fill).Round(time.Millisecond))
+
+	starts := make([]time.Duration, ops)
+	returns := make([]time.Duration, ops)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range ops {
+		f := flow(ownerOf(held+i), now)
+		t0 := time.Now()
+		err := s.CreateFlow(ctx, f, lim)
+		starts[i] = time.Since(t0)
+		require.NoError(t, err)
+
+		id := ids[rng.IntN(len(ids))]
+		t0 = time.Now()
+		got, found, err := s.Flow(ctx, id)
+		if err == nil && found {
+			err = s.CompleteFlow(ctx, id, onboard.Connection{Provider: got.Provider, ID: "c-" + id[:12],
+				Owner: got.Owner, State: onboard.Connected, CreatedAt: now, UpdatedAt: now}, false)
+		}
+		returns[i] = time.Since(t0)
+		if err != nil && err != onboard.ErrFlowUsed { // a flow drawn twice is used
+			t.Fatal(err)
+		}
+	}
+	for _, m := range []struct {
+		name string
+		d    []time.Duration
+	}{{"CreateFlow", starts}, {"Flow+CompleteFlow", returns}} {
+		slices.Sort(m.d)
+		p := func(q float64) time.Duration { return m.d[int(q*float64(len(m.d)-1))] }
+		t.Logf("%s with %d flows held, %d calls: p50 %s, p99 %s, p99.9 %s, max %s", m.name, held, ops,
+			p(0.5), p(0.99), p(0.999), m.d[len(m.d)-1])
+		require.Less(t, p(0.999), time.Millisecond, "%s p99.9", m.name)
+	}
+}
