@@ -2,107 +2,176 @@ package providers_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	scsmem "github.com/alexedwards/scs/v2/memstore"
 	"github.com/stretchr/testify/require"
 
 	"github.com/onboardkit/onboard"
-	"github.com/onboardkit/onboard/internal/apptest"
-	"github.com/onboardkit/onboard/internal/emulate"
+	"github.com/onboardkit/onboard/internal/testutil"
+	"github.com/onboardkit/onboard/onboardtest"
 	"github.com/onboardkit/onboard/providers/cdata"
 	"github.com/onboardkit/onboard/providers/cdata/cdatatest"
+	"github.com/onboardkit/onboard/providers/emulate"
 	"github.com/onboardkit/onboard/providers/fivetran"
 	"github.com/onboardkit/onboard/providers/fivetran/fivetrantest"
 	"github.com/onboardkit/onboard/store/memstore"
 )
 
 // rig is one provider behind the onboard handlers, with its emulator's
-// fault knobs. Provider calls time out after 300 ms and are not retried,
-// so that every fault reaches the handlers.
+// fault knobs and a way to count what the emulator holds.
 type rig struct {
-	name  string
-	app   *apptest.App
-	api   *emulate.API
-	store *apptest.FlakyStore
-	fill  func(b *apptest.Browser, hosted string) (string, error)
+	name     string
+	app      *onboardtest.App
+	api      *emulate.API
+	store    *onboardtest.FaultyStore
+	sessions *flakySessions
+	fill     func(b *onboardtest.Browser, hosted string) (string, error)
+	held     func() int // connections the emulator holds
+	clock    *onboardtest.Clock
 }
 
-func newRig(t *testing.T, name string) *rig {
-	r := &rig{name: name, store: apptest.NewFlakyStore(memstore.Options{})}
-	client := &http.Client{Timeout: 300 * time.Millisecond}
+// flakySessions is scs's in-memory session store whose commit number
+// failAt fails.
+type flakySessions struct {
+	*scsmem.MemStore
+	mu      sync.Mutex
+	commits int
+	failAt  int
+}
+
+func (s *flakySessions) Commit(token string, b []byte, expiry time.Time) error {
+	s.mu.Lock()
+	s.commits++
+	fail := s.commits == s.failAt
+	s.mu.Unlock()
+	if fail {
+		return errors.New("session database unreachable")
+	}
+	return s.MemStore.Commit(token, b, expiry)
+}
+
+// failCommit makes the next commit but n fail (1: the next one).
+func (s *flakySessions) failCommit(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failAt = s.commits + n
+}
+
+type rigOptions struct {
+	timeout time.Duration // the onboard deadline; default 20 s
+	client  time.Duration // the provider's per-request timeout; default 300 ms
+	retries int           // the provider's retries; default none
+}
+
+func newRig(t *testing.T, name string, o rigOptions) *rig {
+	if o.client == 0 {
+		o.client = 300 * time.Millisecond
+	}
+	if o.retries == 0 {
+		o.retries = -1
+	}
+	r := &rig{name: name, store: onboardtest.NewFaultyStore(memstore.New(memstore.Options{})), clock: onboardtest.NewClock(time.Now()),
+		sessions: &flakySessions{MemStore: scsmem.NewWithCleanupInterval(0)}}
+	client := &http.Client{Timeout: o.client}
 	quiet := slog.New(slog.DiscardHandler)
 	var p onboard.Provider
 	switch name {
 	case "cdata":
-		emu := cdatatest.New(cdatatest.Options{AccountID: "oem", PublicKey: &apptest.RSAKey().PublicKey})
-		cp, err := cdata.New(cdata.Config{BaseURL: apptest.Serve(t, emu) + "/api", AccountID: "oem", PrivateKey: apptest.RSAKey(),
-			HTTPClient: client, Retries: -1, Logger: quiet})
+		emu := cdatatest.New(cdatatest.Options{AccountID: "oem", PublicKey: &testutil.RSAKey().PublicKey})
+		cp, err := cdata.New(cdata.Config{BaseURL: onboardtest.Serve(t, emu) + "/api", AccountID: "oem", PrivateKey: testutil.RSAKey(),
+			HTTPClient: client, Retries: o.retries, Logger: quiet})
 		require.NoError(t, err)
 		p, r.api = cp, emu.API
-		r.fill = func(b *apptest.Browser, hosted string) (string, error) {
+		r.fill = func(b *onboardtest.Browser, hosted string) (string, error) {
 			return cdatatest.Fill(context.Background(), b.Client, hosted, "", "pw")
 		}
+		r.held = func() int { return len(emu.AllConnections()) }
 	case "fivetran":
 		emu := fivetrantest.New(fivetrantest.Options{APIKey: "k", APISecret: "s"})
-		fp, err := fivetran.New(fivetran.Config{BaseURL: apptest.Serve(t, emu), APIKey: "k", APISecret: "s",
-			HTTPClient: client, Retries: -1, Logger: quiet})
+		fp, err := fivetran.New(fivetran.Config{BaseURL: onboardtest.Serve(t, emu), APIKey: "k", APISecret: "s",
+			HTTPClient: client, Retries: o.retries, Logger: quiet})
 		require.NoError(t, err)
 		p, r.api = fp, emu.API
-		r.fill = func(b *apptest.Browser, hosted string) (string, error) {
+		r.fill = func(b *onboardtest.Browser, hosted string) (string, error) {
 			return fivetrantest.Fill(context.Background(), b.Client, hosted, "token")
 		}
+		r.held = func() int { return len(emu.All()) }
 	}
-	r.app = apptest.New(t, apptest.Options{Providers: []onboard.Provider{p}, Store: r.store,
-		Config: func(c *onboard.Config) { c.ReconcileAfter = time.Nanosecond }})
+	r.app = onboardtest.New(t, onboardtest.Options{Providers: []onboard.Provider{p}, Store: r.store, SessionStore: r.sessions,
+		Config: func(c *onboard.Config) {
+			c.Now = r.clock.Now
+			if o.timeout != 0 {
+				c.Timeout = o.timeout
+			}
+		}})
 	return r
 }
 
 // flow starts and fills a flow and returns the browser's return URL.
-func (r *rig) flow(t *testing.T, b *apptest.Browser, source string) string {
+func (r *rig) flow(t *testing.T, b *onboardtest.Browser, source string) string {
 	back, err := r.fill(b, b.Start(r.app, r.name, "source="+source))
 	require.NoError(t, err)
 	return back
 }
 
-func pending(t *testing.T, r *rig) int {
-	fs, err := r.store.PendingFlows(context.Background(), time.Now().Add(time.Hour), 1000)
+func (r *rig) pending(t *testing.T) int {
+	fs, err := r.store.Flows(context.Background(), onboard.FlowQuery{})
 	require.NoError(t, err)
 	return len(fs)
 }
 
 var faults = []struct {
-	name   string
-	faults []emulate.Fault
+	name  string
+	fault emulate.Fault
 }{
-	{"timeout", []emulate.Fault{{Delay: 2 * time.Second}}},
-	{"5xx", []emulate.Fault{{Status: http.StatusServiceUnavailable}}},
-	{"429", []emulate.Fault{{Status: http.StatusTooManyRequests, RetryAfter: 30 * time.Second}}},
-	{"malformed JSON", []emulate.Fault{{Body: `{"data": [1, 2`}}},
-	{"body that never ends", []emulate.Fault{{Hang: true}}},
-	// net/http's transport retries an idempotent request once by itself
-	// when a reused connection closes before answering: close two.
-	{"closed connection", []emulate.Fault{{Drop: true}, {Drop: true}}},
+	{"timeout", emulate.Fault{Delay: 2 * time.Second}},
+	{"5xx", emulate.Fault{Status: http.StatusServiceUnavailable}},
+	{"429 past the deadline", emulate.Fault{Status: http.StatusTooManyRequests, RetryAfter: 30 * time.Second}},
+	{"malformed JSON", emulate.Fault{Body: `{"data": [1, 2`}},
+	{"body that never ends", emulate.Fault{Hang: true}},
+	{"closed connection", emulate.Fault{Drop: true}},
 }
 
+// repeat returns n copies of f: a provider may look a lost create up and
+// try once more, and net/http repeats an idempotent request once by
+// itself when a reused connection closes.
+func repeat(f emulate.Fault, n int) []emulate.Fault {
+	out := make([]emulate.Fault, n)
+	for i := range out {
+		out[i] = f
+	}
+	return out
+}
+
+// TestFaultsAtStart: a provider that fails during a start gives a clear
+// 502 page that offers a fresh start, in bounded time; the flow is settled
+// and nothing it may have made is left at the provider.
 func TestFaultsAtStart(t *testing.T) {
 	for _, provider := range []string{"cdata", "fivetran"} {
 		for _, tt := range faults {
 			t.Run(provider+"/"+tt.name, func(t *testing.T) {
-				r := newRig(t, provider)
+				r := newRig(t, provider, rigOptions{})
 				b := r.app.Browser("alice", "acme")
-				r.flow(t, b, "Salesforce") // the tenant's account or group exists now
-				before := pending(t, r)
-				r.api.Fail(tt.faults...)
+				require.Equal(t, http.StatusSeeOther, b.Get(r.flow(t, b, "Salesforce")).Code) // the tenant's account or group exists now
+				held := r.held()
+				r.api.Fail(repeat(tt.fault, 6)...)
 				start := time.Now()
 				res := b.Get(r.app.URL() + "/connect/" + provider + "/start?source=HubSpot")
-				require.Less(t, time.Since(start), 2*time.Second, "bounded")
+				r.api.Clear()
+				require.Less(t, time.Since(start), 5*time.Second, "bounded")
 				require.Equal(t, http.StatusBadGateway, res.Code, res.Body)
 				require.Contains(t, res.Body, "could not be reached")
-				require.Equal(t, before, pending(t, r), "no flow is saved for a failed start")
-				r.api.Clear()
+				require.Contains(t, res.Body, "Start again")
+				require.NotContains(t, res.Body, "eload")
+				require.Zero(t, r.pending(t), "the failed start's flow is settled")
+				require.Equal(t, held, r.held(), "nothing is left at the provider")
 				back := r.flow(t, b, "HubSpot") // the user tries again
 				require.Equal(t, http.StatusSeeOther, b.Get(back).Code)
 			})
@@ -110,53 +179,117 @@ func TestFaultsAtStart(t *testing.T) {
 	}
 }
 
+// TestFaultsAtReturn: a provider that fails while a return is verified
+// leaves the flow pending; a reload completes it.
 func TestFaultsAtReturn(t *testing.T) {
 	for _, provider := range []string{"cdata", "fivetran"} {
 		for _, tt := range faults {
-			for _, recovery := range []string{"reload", "reconciler"} {
-				t.Run(provider+"/"+tt.name+"/"+recovery, func(t *testing.T) {
-					r := newRig(t, provider)
-					b := r.app.Browser("alice", "acme")
-					back := r.flow(t, b, "Salesforce")
-					r.api.Fail(tt.faults...)
-					res := b.Get(back)
-					require.Equal(t, http.StatusBadGateway, res.Code, res.Body)
-					require.NotContains(t, res.Body, "emulated")
-					r.api.Clear()
-					require.Empty(t, r.app.Connections("acme"), "nothing half-done is stored")
-					require.Equal(t, 1, pending(t, r), "the flow stays pending")
-					if recovery == "reconciler" {
-						rep, err := r.app.Onboarder.Reconcile(context.Background())
-						require.NoError(t, err)
-						require.Equal(t, onboard.ReconcileReport{Checked: 1, Completed: 1}, rep)
-						require.Len(t, r.app.Connections("acme"), 1)
-					}
-					res = b.Get(back)
-					require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
-					require.Contains(t, res.Location, "onboard_status=connected")
-					cs := r.app.Connections("acme")
-					require.Len(t, cs, 1)
-					require.Equal(t, onboard.Connected, cs[0].State)
-				})
-			}
+			t.Run(provider+"/"+tt.name, func(t *testing.T) {
+				r := newRig(t, provider, rigOptions{})
+				b := r.app.Browser("alice", "acme")
+				back := r.flow(t, b, "Salesforce")
+				r.api.Fail(repeat(tt.fault, 2)...)
+				res := b.Get(back)
+				r.api.Clear()
+				require.Equal(t, http.StatusBadGateway, res.Code, res.Body)
+				require.Contains(t, res.Body, "Try again")
+				require.Empty(t, r.app.Connections("acme"), "nothing half-done is stored")
+				require.Equal(t, 1, r.pending(t), "the flow stays pending")
+				res = b.Get(back)
+				require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
+				c, _ := b.Outcome(r.app, res.Location)
+				require.Equal(t, onboard.Connected, c.State)
+				require.Len(t, r.app.Connections("acme"), 1)
+			})
 		}
 	}
 }
 
+// TestStoreFailsAtCompletion: the database failing as the return is
+// stored leaves the flow pending and the provider's connection in place;
+// the reload completes it.
 func TestStoreFailsAtCompletion(t *testing.T) {
 	for _, provider := range []string{"cdata", "fivetran"} {
 		t.Run(provider, func(t *testing.T) {
-			r := newRig(t, provider)
+			r := newRig(t, provider, rigOptions{})
 			b := r.app.Browser("alice", "acme")
 			back := r.flow(t, b, "Salesforce")
-			r.store.Fail(1)
+			r.store.Fail("CompleteFlow", 1)
 			res := b.Get(back)
 			require.Equal(t, http.StatusServiceUnavailable, res.Code)
-			require.Contains(t, res.Body, "reload")
+			require.Contains(t, res.Body, "Try again")
 			require.Empty(t, r.app.Connections("acme"))
-			require.Equal(t, 1, pending(t, r))
+			require.Equal(t, 1, r.pending(t))
+			require.Equal(t, 1, r.held(), "the provider's connection is not lost")
 			require.Equal(t, http.StatusSeeOther, b.Get(back).Code, "the reload completes it")
 			require.Len(t, r.app.Connections("acme"), 1)
+		})
+	}
+}
+
+// TestSessionFailsAfterBegin: the session store fails as the start's
+// redirect is written, after the provider made something: one error page,
+// and the runner removes what the provider made once the flow expires.
+func TestSessionFailsAfterBegin(t *testing.T) {
+	for _, provider := range []string{"cdata", "fivetran"} {
+		t.Run(provider, func(t *testing.T) {
+			r := newRig(t, provider, rigOptions{})
+			bob := r.app.Browser("bob", "acme")
+			require.Equal(t, http.StatusSeeOther, bob.Get(r.flow(t, bob, "Salesforce")).Code)
+			held := r.held()
+			// A browser's first start saves its new key with the session
+			// as the redirect is written, after the provider made
+			// something. That save fails.
+			b := r.app.Browser("alice", "acme")
+			r.sessions.failCommit(1)
+			res := b.Get(r.app.URL() + "/connect/" + provider + "/start?source=HubSpot")
+			require.Equal(t, http.StatusServiceUnavailable, res.Code, res.Body)
+			require.Equal(t, 1, strings.Count(res.Body, "<html"), res.Body)
+			require.Empty(t, res.Location)
+			require.Equal(t, 1, r.pending(t))
+
+			r.clock.Add(onboard.DefaultFlowTTL + time.Second)
+			rep, err := r.app.Onboarder.RunOnce(context.Background())
+			require.NoError(t, err)
+			require.Equal(t, 1, rep.Settled)
+			require.Equal(t, held, r.held(), "nothing the failed start made is left at the provider")
+		})
+	}
+}
+
+// TestDeadlineBoundsRetries: a provider that stops answering costs the
+// user the onboard deadline, whatever the provider's own timeouts and
+// retries.
+func TestDeadlineBoundsRetries(t *testing.T) {
+	for _, provider := range []string{"cdata", "fivetran"} {
+		t.Run(provider, func(t *testing.T) {
+			r := newRig(t, provider, rigOptions{timeout: 800 * time.Millisecond, client: 10 * time.Second, retries: 2})
+			b := r.app.Browser("alice", "acme")
+			require.Equal(t, http.StatusSeeOther, b.Get(r.flow(t, b, "Salesforce")).Code)
+			r.api.Fail(repeat(emulate.Fault{Hang: true}, 6)...)
+			start := time.Now()
+			res := b.Get(r.app.URL() + "/connect/" + provider + "/start?source=HubSpot")
+			took := time.Since(start)
+			r.api.Clear()
+			require.Equal(t, http.StatusBadGateway, res.Code, res.Body)
+			require.Less(t, took, 2*time.Second, "the deadline, not three tries of 10 s")
+		})
+	}
+}
+
+// TestRateLimitedCreateIsRetried: a 429 with a short Retry-After on the
+// create call is retried within the deadline: the provider did not act
+// on it.
+func TestRateLimitedCreateIsRetried(t *testing.T) {
+	for _, provider := range []string{"cdata", "fivetran"} {
+		t.Run(provider, func(t *testing.T) {
+			r := newRig(t, provider, rigOptions{retries: 2})
+			b := r.app.Browser("alice", "acme")
+			require.Equal(t, http.StatusSeeOther, b.Get(r.flow(t, b, "Salesforce")).Code)
+			r.api.Fail(emulate.Fault{Status: http.StatusTooManyRequests, RetryAfter: time.Second})
+			back := r.flow(t, b, "HubSpot")
+			require.Equal(t, http.StatusSeeOther, b.Get(back).Code)
+			require.Len(t, r.app.Connections("acme"), 2)
 		})
 	}
 }

@@ -1,17 +1,29 @@
 // Package cdata is the [onboard.Provider] for CData Connect AI Embed.
 //
-// A start calls POST /poweredby/connection/create with the flow's return
-// URL and an externalId derived from the flow, and redirects the browser
-// to the hosted Add Connection page. On the return, the
-// cdata_connection_* parameters are never trusted alone: the provider
-// lists the tenant's connections by that externalId (GET
-// /poweredby/connection/list) and accepts only the connection this flow
-// created, in the tenant's own sub-account.
+// Each tenant of the app is one CData sub-account. A start asks CData
+// for its hosted Add Connection page (POST /poweredby/connection/create)
+// and sends the browser there; CData sends it back to the flow's return
+// URL with cdata_connection_id, cdata_connection_name and
+// cdata_connection_status. Those parameters are never trusted alone: the
+// return is verified by listing the tenant's connections with the flow's
+// externalId (GET /poweredby/connection/list), so a connection counts
+// only when CData holds it in the tenant's own sub-account and this flow
+// made it. A reconnect uses the Edit Connection page of the same API
+// (POST /poweredby/connection/edit/{id}).
 //
-// Each tenant is one CData sub-account: by default the provider finds or
-// creates the sub-account whose externalId is the tenant id, and remembers
-// it. Calls are authenticated with the partner's RS256 JWT, signed once
-// per sub-account and reused until shortly before it expires.
+// What leaves the app, and goes to CData:
+//   - the return URL ({prefix}/cdata/return/{flow id}): it carries the
+//     flow id in its path, so that the browser can be brought back to
+//     the flow; the flow only counts in the browser that started it;
+//   - the connection's externalId: a digest of the flow id, not the id;
+//   - the sub-account's externalId: a digest of the tenant id, and its
+//     accountName: the tenant id itself, so that CData's own console
+//     shows whose sub-account it is;
+//   - the data source and connection name the user typed.
+//
+// Calls are authenticated with the partner's RS256 JWT (at most one hour
+// long), signed once per sub-account and reused until shortly before it
+// expires.
 package cdata
 
 import (
@@ -44,9 +56,13 @@ const DefaultBaseURL = "https://cloud.cdata.com/api"
 // Defaults for [Config].
 const (
 	DefaultTokenLifetime = 5 * time.Minute
-	DefaultTimeout       = 15 * time.Second
+	DefaultTimeout       = 10 * time.Second
 	DefaultSourcesTTL    = time.Hour
 )
+
+// maxTokenLifetime caps Config.TokenLifetime: a leaked token is good for
+// no longer than this.
+const maxTokenLifetime = time.Hour
 
 // Config configures a Provider. AccountID and one of PrivateKey,
 // PrivateKeyPEM or PrivateKeyFile are required.
@@ -64,35 +80,47 @@ type Config struct {
 	PrivateKeyPEM []byte
 	// PrivateKeyFile is a file holding the private key in PEM.
 	PrivateKeyFile string
-	// TokenLifetime is the lifetime of signed JWTs. Default 5 minutes.
+	// TokenLifetime is the lifetime of signed JWTs: at most one hour.
+	// Default 5 minutes.
 	TokenLifetime time.Duration
-	// HTTPClient does the requests. Default a client with a 15 s timeout.
+	// HTTPClient does the requests. Default a client with a 10 s timeout
+	// per request; the onboard handlers' deadline bounds a whole call,
+	// retries included.
 	HTTPClient *http.Client
-	// Retries is how often an idempotent GET is repeated after a network
-	// error, 5xx or 429. Default 2; negative means none.
+	// Retries is how many times a call may be repeated: a GET or DELETE
+	// after a network error, a 5xx or a 429, any call after a 429, and
+	// once a create whose answer was lost (see [Provider.Begin]).
+	// Default 2; negative means none.
 	Retries int
-	// SubAccount maps a tenant to its CData sub-account id. Default: find
-	// or create the sub-account whose externalId is the tenant id.
+	// SubAccount maps a tenant to its CData sub-account id, for apps that
+	// create sub-accounts and keep the mapping themselves; its answers
+	// are remembered. It answers "" for a tenant without one: a start
+	// then fails (onboard.ErrConfig), and Refresh, Sources, Cancel and
+	// Delete take the tenant to have no connections. Default: the
+	// sub-account whose externalId is a digest of the tenant id, created
+	// on the tenant's first start and never by any other call.
 	SubAccount func(ctx context.Context, tenant string) (string, error)
 	// SourcesTTL is how long Sources caches the data source list.
 	// Default one hour.
 	SourcesTTL time.Duration
 	// Logger receives diagnostics. Default slog.Default().
 	Logger *slog.Logger
-	// Now is the clock. Default time.Now.
+	// Now is the clock of the JWTs, of Retry-After dates and of the
+	// sources cache. Default time.Now.
 	Now func() time.Time
 }
 
-// Provider talks to CData Connect AI Embed. Build it with [New].
+// Provider talks to CData Connect AI Embed. Build it with [New]. It is
+// safe for concurrent use.
 type Provider struct {
 	cfg    Config
 	key    *rsa.PrivateKey
 	api    *apiclient.Client
-	group  singleflight.Group
+	group  singleflight.Group // account creation and source lists
 	mu     sync.Mutex
-	tokens map[string]token // by sub-account ("" for none)
-	subs   memo.Strings     // tenant -> sub-account
-	srcs   map[string]sources
+	tokens map[string]token   // by sub-account ("" for none)
+	subs   memo.Strings       // tenant -> sub-account found
+	srcs   map[string]sources // by the sub-account listed as ("" for none)
 }
 
 type token struct {
@@ -106,9 +134,8 @@ type sources struct {
 }
 
 var (
-	_ onboard.Provider   = (*Provider)(nil)
-	_ onboard.Deleter    = (*Provider)(nil)
-	_ onboard.Reconciler = (*Provider)(nil)
+	_ onboard.Provider  = (*Provider)(nil)
+	_ onboard.Refresher = (*Provider)(nil)
 )
 
 // Errors.
@@ -116,7 +143,8 @@ var (
 	// ErrKey is a private key that cannot be used.
 	ErrKey = errors.New("cdata: unusable private key")
 	// ErrUnauthorized is CData refusing the JWT: the key is not
-	// registered, or the account id is wrong.
+	// registered, the account id is wrong, or the call needs a
+	// sub-account.
 	ErrUnauthorized = errors.New("cdata: the key or account is not accepted")
 )
 
@@ -137,8 +165,12 @@ func New(cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.TokenLifetime <= 0 {
+	switch {
+	case cfg.TokenLifetime == 0:
 		cfg.TokenLifetime = DefaultTokenLifetime
+	case cfg.TokenLifetime < 0 || cfg.TokenLifetime > maxTokenLifetime:
+		return nil, fmt.Errorf("cdata: TokenLifetime %v is out of range: a JWT may live at most one hour (default %v)",
+			cfg.TokenLifetime, DefaultTokenLifetime)
 	}
 	cfg.HTTPClient = apiclient.HTTPClient(cfg.HTTPClient, DefaultTimeout)
 	cfg.Retries = apiclient.RetryCount(cfg.Retries)
@@ -151,8 +183,7 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	p := &Provider{cfg: cfg, key: key, tokens: make(map[string]token),
-		srcs: make(map[string]sources)}
+	p := &Provider{cfg: cfg, key: key, tokens: make(map[string]token), srcs: make(map[string]sources)}
 	p.api = &apiclient.Client{
 		HTTP: cfg.HTTPClient, Base: cfg.BaseURL, Retries: cfg.Retries,
 		Backoff: 200 * time.Millisecond, MaxWait: 5 * time.Second,
@@ -190,7 +221,9 @@ func loadKey(cfg Config) (*rsa.PrivateKey, error) {
 // Name returns the provider's name.
 func (p *Provider) Name() string { return p.cfg.Name }
 
-// APIError is an answer of the API other than 200.
+// APIError is an answer of the API other than 200. Its kind (in the
+// error chain of every failed call) is onboard.ErrRefused for a 4xx other
+// than 401, 403, 408 and 429, and onboard.ErrProvider otherwise.
 type APIError struct {
 	Status  int
 	Code    string
@@ -213,10 +246,9 @@ func (e *APIError) HTTPStatus() int { return e.Status }
 // RetryAfter returns the wait the API asked for with Retry-After.
 func (e *APIError) RetryAfter() time.Duration { return e.retry }
 
-// Is makes a 401 match ErrUnauthorized and every APIError match
-// onboard.ErrProvider.
+// Is makes a 401 match ErrUnauthorized.
 func (e *APIError) Is(target error) bool {
-	return target == onboard.ErrProvider || (target == ErrUnauthorized && e.Status == http.StatusUnauthorized)
+	return target == ErrUnauthorized && e.Status == http.StatusUnauthorized
 }
 
 func (p *Provider) decodeError(status int, body []byte, h http.Header) error {
@@ -230,28 +262,35 @@ func (p *Provider) decodeError(status int, body []byte, h http.Header) error {
 	return e
 }
 
-// call calls the API as the sub-account (none when sub is empty).
+// statusOf returns the status of a failed call's answer, or 0 when there
+// was none (a network error, a malformed answer).
+func statusOf(err error) int {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status
+	}
+	return 0
+}
+
+// call calls the API as the sub-account (as the partner alone when sub is
+// empty). Its errors carry onboard's kinds (see APIError).
 func (p *Provider) call(ctx context.Context, sub, method, path string, in, out any) error {
-	tok, err := p.Token(sub)
+	tok, err := p.token(sub)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", onboard.ErrConfig, err)
 	}
 	c := *p.api
 	c.Prepare = func(_ context.Context, r *http.Request) error {
 		r.Header.Set("Authorization", "Bearer "+tok)
 		return nil
 	}
-	err = c.Do(ctx, method, path, in, out)
-	if err != nil && !errors.Is(err, onboard.ErrProvider) {
-		err = fmt.Errorf("%w: %w", onboard.ErrProvider, err)
-	}
-	return err
+	return c.Do(ctx, method, path, in, out)
 }
 
-// Token returns a partner JWT for the sub-account (none when sub is
+// token returns a partner JWT for the sub-account (none when sub is
 // empty): RS256, claims tokenType "powered-by", iat, exp, iss and sub. A
 // token is reused until four fifths of its lifetime have passed.
-func (p *Provider) Token(sub string) (string, error) {
+func (p *Provider) token(sub string) (string, error) {
 	now := p.cfg.Now()
 	p.mu.Lock()
 	t, ok := p.tokens[sub]
@@ -259,17 +298,6 @@ func (p *Provider) Token(sub string) (string, error) {
 	if ok && now.Before(t.renewFrom) {
 		return t.raw, nil
 	}
-	raw, err := p.sign(sub, now)
-	if err != nil {
-		return "", err
-	}
-	p.mu.Lock()
-	p.tokens[sub] = token{raw, now.Add(p.cfg.TokenLifetime * 4 / 5)}
-	p.mu.Unlock()
-	return raw, nil
-}
-
-func (p *Provider) sign(sub string, now time.Time) (string, error) {
 	claims := jwt.MapClaims{
 		"tokenType": "powered-by",
 		"iat":       now.Unix(),
@@ -283,98 +311,219 @@ func (p *Provider) sign(sub string, now time.Time) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: signing: %v", ErrKey, err)
 	}
+	p.mu.Lock()
+	p.tokens[sub] = token{raw, now.Add(p.cfg.TokenLifetime * 4 / 5)}
+	p.mu.Unlock()
 	return raw, nil
 }
 
-// ExternalID is the externalId given to the connection a flow creates: a
-// digest of the flow id, so the id itself (a capability) never leaves the
-// app.
-func ExternalID(flowID string) string {
-	sum := sha256.Sum256([]byte("onboard/cdata/" + flowID))
-	return "onboard-" + base64.RawURLEncoding.EncodeToString(sum[:18])
+// digest returns a URL-safe SHA-256 digest of s under a label, prefixed
+// with "onboard-" so that CData's console shows what made the value.
+func digest(label, s string, size int) string {
+	sum := sha256.Sum256([]byte("onboard/cdata/" + label + "\x00" + s))
+	return "onboard-" + base64.RawURLEncoding.EncodeToString(sum[:size])
 }
 
-// SubAccount returns the tenant's sub-account id: from the cache, from
-// Config.SubAccount, or found or created with the tenant id as externalId.
+// connectionExternalID is the externalId given to the connection flow
+// flowID creates: a digest of the flow id, so the id itself never goes
+// into CData's records.
+func connectionExternalID(flowID string) string { return digest("flow", flowID, 18) }
+
+// accountExternalID is the externalId of the tenant's sub-account: the
+// full SHA-256 digest of the tenant id, so that any two tenant ids
+// (whatever their length, prefixes or characters) map to two sub-accounts,
+// and no tenant id can name another account's id.
+func accountExternalID(tenant string) string { return digest("tenant", tenant, sha256.Size) }
+
+// SubAccount returns the tenant's sub-account id, found or created: by
+// Config.SubAccount when set, or else the sub-account whose externalId is
+// a digest of the tenant id (its accountName is the tenant id). Found
+// sub-accounts are remembered.
 func (p *Provider) SubAccount(ctx context.Context, tenant string) (string, error) {
-	sub, err := p.subs.Get(tenant, func() (string, error) {
+	return p.subAccount(ctx, tenant, true)
+}
+
+// subAccount returns the tenant's sub-account id; without create, ""
+// when the tenant has none, and none is created.
+func (p *Provider) subAccount(ctx context.Context, tenant string, create bool) (string, error) {
+	lookup := func() (string, error) {
 		if p.cfg.SubAccount != nil {
 			return p.cfg.SubAccount(ctx, tenant)
 		}
-		return p.findOrCreateAccount(ctx, tenant)
-	})
-	if errors.Is(err, memo.ErrEmpty) {
-		err = fmt.Errorf("%w: no sub-account for tenant %q", onboard.ErrProvider, tenant)
+		return p.findAccount(ctx, tenant)
 	}
-	return sub, err
-}
-
-func (p *Provider) findOrCreateAccount(ctx context.Context, tenant string) (string, error) {
-	var created struct {
-		AccountID string `json:"accountId"`
-	}
-	err := p.call(ctx, "", http.MethodPost, "/poweredby/account/create",
-		map[string]string{"externalId": tenant, "accountName": tenant}, &created)
-	if err == nil && created.AccountID != "" {
-		p.cfg.Logger.InfoContext(ctx, "cdata: created sub-account", "tenant", tenant, "account", created.AccountID)
-		return created.AccountID, nil
-	}
-	var ae *APIError
-	if err != nil && (!errors.As(err, &ae) || ae.Status >= 500 || ae.Status == http.StatusUnauthorized || ae.Status == http.StatusTooManyRequests) {
+	sub, err := p.subs.Get(tenant, lookup)
+	switch {
+	case err == nil:
+		return sub, nil
+	case !errors.Is(err, memo.ErrEmpty):
 		return "", err
+	case !create:
+		return "", nil
+	case p.cfg.SubAccount != nil:
+		return "", fmt.Errorf("%w: Config.SubAccount gave no sub-account for tenant %q", onboard.ErrConfig, tenant)
 	}
-	// The account exists (a conflict; its code is not documented): find it.
-	var list struct {
-		Accounts []struct {
-			ID         string `json:"id"`
-			ExternalID string `json:"externalId"`
-		} `json:"accounts"`
-	}
-	if err := p.call(ctx, "", http.MethodGet, "/poweredby/account/list", nil, &list); err != nil {
-		return "", err
-	}
-	for _, a := range list.Accounts {
-		if a.ExternalID == tenant {
-			return a.ID, nil
+	// One creation for concurrent first starts of a tenant. A creation
+	// that ended after this caller's lookup is remembered by then, or found
+	// by looking again; what is created is remembered before the next
+	// caller may enter.
+	v, err, _ := p.group.Do("account\x00"+tenant, func() (any, error) {
+		if sub, err := p.subs.Get(tenant, lookup); !errors.Is(err, memo.ErrEmpty) {
+			return sub, err
 		}
-	}
-	return "", fmt.Errorf("%w: sub-account for tenant %q could not be created or found", onboard.ErrProvider, tenant)
-}
-
-// Begin asks CData for the hosted Add Connection page (or, for a
-// reconnect, the Edit Connection page).
-func (p *Provider) Begin(ctx context.Context, f *onboard.Flow) (string, error) {
-	sub, err := p.SubAccount(ctx, f.Owner.Tenant)
+		sub, err := p.createAccount(ctx, tenant)
+		if err == nil {
+			p.subs.Set(tenant, sub)
+		}
+		return sub, err
+	})
 	if err != nil {
 		return "", err
 	}
-	if f.Data == nil {
-		f.Data = make(map[string]string)
+	return v.(string), nil
+}
+
+// account is a sub-account as GET /poweredby/account/{id} answers it.
+type account struct {
+	ID         string `json:"id"`
+	ExternalID string `json:"externalId"`
+}
+
+// findAccount looks up the tenant's sub-account by its externalId: ""
+// when CData has none (404). The path takes an id or an externalId, so
+// the answer must carry exactly the externalId asked for: another
+// account that happens to have it as its id is never taken.
+func (p *Provider) findAccount(ctx context.Context, tenant string) (string, error) {
+	ext := accountExternalID(tenant)
+	var a account
+	err := p.call(ctx, "", http.MethodGet, "/poweredby/account/"+url.PathEscape(ext), nil, &a)
+	switch {
+	case statusOf(err) == http.StatusNotFound:
+		return "", nil
+	case err != nil:
+		return "", err
+	case a.ExternalID != ext || a.ID == "":
+		return "", fmt.Errorf("%w: CData answered account %q with externalId %q for the sub-account of tenant %q (externalId %q)",
+			onboard.ErrProvider, a.ID, a.ExternalID, tenant, ext)
 	}
-	f.Data["sub"] = sub
+	return a.ID, nil
+}
+
+// createAccount creates the tenant's sub-account. When the create fails
+// (a conflict: another instance created it first; or its answer was
+// lost), the account is looked up again.
+func (p *Provider) createAccount(ctx context.Context, tenant string) (string, error) {
+	ext := accountExternalID(tenant)
+	var out struct {
+		AccountID  string `json:"accountId"`
+		ExternalID string `json:"externalId"`
+	}
+	err := p.call(ctx, "", http.MethodPost, "/poweredby/account/create",
+		map[string]string{"externalId": ext, "accountName": tenant}, &out)
+	if err == nil {
+		if out.AccountID == "" || (out.ExternalID != "" && out.ExternalID != ext) {
+			return "", fmt.Errorf("%w: %w: account/create answered account %q with externalId %q, want %q",
+				onboard.ErrProvider, apiclient.ErrMalformed, out.AccountID, out.ExternalID, ext)
+		}
+		p.cfg.Logger.InfoContext(ctx, "cdata: created sub-account", "tenant", tenant, "account", out.AccountID)
+		return out.AccountID, nil
+	}
+	if ctx.Err() != nil {
+		return "", err
+	}
+	sub, ferr := p.findAccount(ctx, tenant)
+	if ferr != nil || sub == "" {
+		return "", err
+	}
+	return sub, nil
+}
+
+// Begin asks CData for the hosted Add Connection page of flow f (or, for
+// a reconnect, the Edit Connection page of its connection) in the
+// tenant's sub-account, which is created on the tenant's first start.
+// The body of connection/create is the return URL (redirectURL), the
+// flow's externalId (a digest of the flow id), and the data source and
+// name as the user typed them (the name only with a data source: CData
+// ignores it otherwise).
+//
+// A create rate-limited with 429 is repeated within ctx's deadline. A
+// create whose answer was lost (a network error, a 5xx, junk) is
+// repeated once, and only after listing the flow's externalId shows that
+// no connection was saved with it (a lost create leaves nothing
+// behind); otherwise Begin fails and Cancel deletes what was saved.
+func (p *Provider) Begin(ctx context.Context, f onboard.Flow, returnURL string) (string, error) {
+	sub, err := p.subAccount(ctx, f.Owner.Tenant, !f.Reconnect)
+	if err != nil {
+		return "", err
+	}
+	if sub == "" { // a reconnect in a tenant without a sub-account
+		return "", fmt.Errorf("%w: tenant %q has no CData sub-account, so it has no connection %q",
+			onboard.ErrUnknownConnection, f.Owner.Tenant, f.ConnectionID)
+	}
+	if f.Reconnect {
+		// Editing mints a link and changes nothing until the user saves,
+		// so a lost answer can be asked for again as it is.
+		return p.mint(ctx, sub, "/poweredby/connection/edit/"+url.PathEscape(f.ConnectionID),
+			map[string]string{"redirectURL": returnURL}, "")
+	}
+	body := map[string]string{"redirectURL": returnURL, "externalId": connectionExternalID(f.ID)}
+	if f.Source != "" {
+		body["dataSource"] = f.Source
+		if f.Name != "" {
+			body["name"] = f.Name
+		}
+	}
+	return p.mint(ctx, sub, "/poweredby/connection/create", body, body["externalId"])
+}
+
+// mint asks for a hosted page's link and returns it.
+//
+// When the answer is lost (a network error, a 5xx, junk), the request may
+// or may not have been carried out. Either way nothing is left behind:
+// CData makes no connection when it mints the link, only when the user
+// saves on the hosted page, and the lost link reached nobody. A connection
+// with the flow's externalId (ext) can therefore only exist if the link
+// did reach someone; so before asking again, mint lists the sub-account's
+// connections with ext, and asks again only when there is none. Otherwise
+// the start fails, the flow is settled and Cancel deletes what was saved.
+func (p *Provider) mint(ctx context.Context, sub, path string, body map[string]string, ext string) (string, error) {
+	link, err := p.link(ctx, sub, path, body)
+	if err == nil || p.cfg.Retries <= 0 || ctx.Err() != nil || !answerLost(err) {
+		return link, err
+	}
+	if ext != "" {
+		held, lerr := p.flowConnections(ctx, sub, ext)
+		if lerr != nil {
+			return "", err
+		}
+		if len(held) > 0 {
+			return "", fmt.Errorf("%w: the answer of %s was lost and CData already holds connection %q with the flow's externalId; not asking again: %w",
+				onboard.ErrProvider, path, held[0].ID, err)
+		}
+	}
+	p.cfg.Logger.InfoContext(ctx, "cdata: the answer of a hosted page request was lost; asking once more", "path", path, "err", err)
+	return p.link(ctx, sub, path, body)
+}
+
+// answerLost reports whether a failed call may have been carried out
+// without its answer reaching us: a network error, a 5xx or junk, as
+// opposed to a refusal (4xx) or a rate limit.
+func answerLost(err error) bool {
+	status := statusOf(err)
+	return (status == 0 && errors.Is(err, onboard.ErrProvider)) || status >= 500
+}
+
+// link posts body to path and returns the redirectURL answered.
+func (p *Provider) link(ctx context.Context, sub, path string, body map[string]string) (string, error) {
 	var out struct {
 		RedirectURL string `json:"redirectURL"`
 	}
-	if f.Reconnect {
-		err = p.call(ctx, sub, http.MethodPost, "/poweredby/connection/edit/"+url.PathEscape(f.ConnectionID),
-			map[string]string{"redirectURL": f.ReturnURL}, &out)
-	} else {
-		ext := ExternalID(f.ID)
-		f.Data["externalId"] = ext
-		body := map[string]string{"redirectURL": f.ReturnURL, "externalId": ext}
-		if f.Source != "" {
-			body["dataSource"] = f.Source
-			if f.Name != "" {
-				body["name"] = f.Name
-			}
-		}
-		err = p.call(ctx, sub, http.MethodPost, "/poweredby/connection/create", body, &out)
-	}
-	if err != nil {
+	if err := p.call(ctx, sub, http.MethodPost, path, body, &out); err != nil {
 		return "", err
 	}
 	if out.RedirectURL == "" {
-		return "", fmt.Errorf("%w: %w: no redirectURL in the answer", onboard.ErrProvider, apiclient.ErrMalformed)
+		return "", &apiclient.Error{Op: "POST " + path, Kind: onboard.ErrProvider,
+			Err: fmt.Errorf("%w: no redirectURL in the answer", apiclient.ErrMalformed)}
 	}
 	return out.RedirectURL, nil
 }
@@ -388,115 +537,207 @@ type listed struct {
 	Status     string `json:"status"`
 }
 
-// flowConnections lists what CData holds for the flow: the connections
-// with its externalId, or for a reconnect the connection it edits.
-func (p *Provider) flowConnections(ctx context.Context, f *onboard.Flow) ([]listed, error) {
-	sub := f.Data["sub"]
-	if sub == "" {
-		return nil, fmt.Errorf("%w: flow %s has no sub-account", onboard.ErrForged, f.ID)
-	}
-	q := url.Values{}
-	if f.Reconnect {
-		if f.Source != "" {
-			q.Set("driver", f.Source)
-		}
-	} else {
-		q.Set("externalId", f.Data["externalId"])
-	}
-	var out struct {
-		Connections []listed `json:"connections"`
-	}
+// Connection statuses of GET /poweredby/connection/list.
+const authenticated = "Authenticated"
+
+// list lists the sub-account's connections selected by the documented
+// filters q (driver, externalId).
+func (p *Provider) list(ctx context.Context, sub string, q url.Values) ([]listed, error) {
 	path := "/poweredby/connection/list"
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
+	var out struct {
+		Connections []listed `json:"connections"`
+	}
 	if err := p.call(ctx, sub, http.MethodGet, path, nil, &out); err != nil {
 		return nil, err
 	}
-	var mine []listed
-	for _, c := range out.Connections {
-		if (f.Reconnect && c.ID == f.ConnectionID) || (!f.Reconnect && c.ExternalID == f.Data["externalId"]) {
-			mine = append(mine, c)
-		}
-	}
-	return mine, nil
+	return out.Connections, nil
 }
 
-// connection maps a listed connection to onboard's.
-func connection(c listed, testFailed bool) onboard.Connection {
+// flowConnections returns the sub-account's connections whose externalId
+// is exactly ext (at most one: CData keeps externalIds unique in a
+// sub-account).
+func (p *Provider) flowConnections(ctx context.Context, sub, ext string) ([]listed, error) {
+	cs, err := p.list(ctx, sub, url.Values{"externalId": {ext}})
+	return slices.DeleteFunc(cs, func(c listed) bool { return c.ExternalID != ext }), err
+}
+
+// Messages of connections that do not work.
+const (
+	msgTestFailed = "CData saved the connection, but its connection test failed. Check the credentials and reconnect it."
+	msgNotAuthFmt = "CData reports the connection as %s: reconnect it and check its credentials."
+)
+
+// outcome maps a connection CData holds, and the status its hosted page
+// reported (success or error), to onboard's. The name and data source are
+// CData's, exactly as it reports them.
+func outcome(c listed, pageStatus string) onboard.Connection {
 	out := onboard.Connection{ID: c.ID, Name: c.Name, Source: c.DataSource, State: onboard.Connected}
-	if c.Status != "Authenticated" || testFailed {
-		out.State = onboard.Failed
-		out.Message = "The connection was saved, but its test failed (" + c.Status + "). Check the credentials and reconnect."
+	switch {
+	case pageStatus != statusSuccess:
+		out.State, out.Message = onboard.Failed, msgTestFailed
+	case c.Status != authenticated:
+		out.State, out.Message = onboard.Failed, fmt.Sprintf(msgNotAuthFmt, c.Status)
 	}
 	return out
 }
 
-// Complete verifies the return with GET /poweredby/connection/list in the
-// tenant's sub-account. The cdata_connection_id must be the connection
-// this flow created (or, for a reconnect, edited); otherwise the return
-// is refused as forged.
-func (p *Provider) Complete(ctx context.Context, f *onboard.Flow, ret url.Values) (onboard.Connection, error) {
-	r, err := ParseReturn(ret)
+// Complete verifies a return of flow f in the tenant's sub-account with
+// one GET /poweredby/connection/list, filtered by the flow's externalId
+// (a new connection) or by the data source (a reconnect), so its cost
+// does not grow with the sub-account's connections.
+//
+// A result counts only with the cdata_connection_id of the connection
+// this flow created (or, for a reconnect, edited); any other id is
+// refused as forged (onboard.ErrForged). A return without an id
+// (cdata_connection_status=none, or no parameters) is Abandoned even when
+// a connection with the flow's externalId exists: then someone else's
+// browser saved it, and only the page that saved a connection is told
+// its id. The core then calls Cancel, which deletes it.
+//
+// With status success and the connection Authenticated the outcome is
+// Connected; with status error, or any other CData status, it is Failed,
+// with the connection's ID (the connection was saved: the user can
+// reconnect it) and a message saying why.
+func (p *Provider) Complete(ctx context.Context, f onboard.Flow, ret url.Values) (onboard.Connection, error) {
+	r, err := parseReturn(ret)
 	if err != nil {
 		return onboard.Connection{}, err
 	}
-	mine, err := p.flowConnections(ctx, f)
+	if r.ID == "" {
+		return onboard.Connection{State: onboard.Abandoned, Message: "The setup was left without saving a connection."}, nil
+	}
+	if f.Reconnect && r.ID != f.ConnectionID {
+		return onboard.Connection{}, fmt.Errorf("%w: the return names connection %q, but flow %s edits %q",
+			onboard.ErrForged, r.ID, f.ID, f.ConnectionID)
+	}
+	sub, err := p.subAccount(ctx, f.Owner.Tenant, false)
 	if err != nil {
 		return onboard.Connection{}, err
 	}
-	if r.Status == StatusNone {
-		if len(mine) == 0 || f.Reconnect {
-			return onboard.Connection{State: onboard.Abandoned}, nil
-		}
-		// CData holds a connection for this flow after all: its word wins.
-		return connection(mine[0], false), nil
+	if sub == "" {
+		return onboard.Connection{}, fmt.Errorf("%w: tenant %q has no CData sub-account", onboard.ErrForged, f.Owner.Tenant)
 	}
-	for _, c := range mine {
-		if c.ID == r.ID {
-			return connection(c, r.Status == StatusError), nil
+	var held []listed
+	if f.Reconnect {
+		q := url.Values{}
+		if f.Source != "" {
+			q.Set("driver", f.Source)
 		}
+		held, err = p.list(ctx, sub, q)
+	} else {
+		held, err = p.flowConnections(ctx, sub, connectionExternalID(f.ID))
 	}
-	return onboard.Connection{}, fmt.Errorf("%w: cdata holds no connection %q for flow %s in sub-account %s",
-		onboard.ErrForged, r.ID, f.ID, f.Data["sub"])
+	if err != nil {
+		return onboard.Connection{}, err
+	}
+	i := slices.IndexFunc(held, func(c listed) bool { return c.ID == r.ID })
+	if i < 0 {
+		return onboard.Connection{}, fmt.Errorf("%w: CData holds no connection %q of flow %s in the sub-account of tenant %q",
+			onboard.ErrForged, r.ID, f.ID, f.Owner.Tenant)
+	}
+	c := held[i]
+	if c.Name == "" {
+		c.Name = r.Name
+	}
+	return outcome(c, r.Status), nil
 }
 
-// Reconcile asks CData whether a flow whose browser never came back made
-// a connection.
-func (p *Provider) Reconcile(ctx context.Context, f *onboard.Flow) (onboard.Connection, bool, error) {
-	if !f.Reconnect {
-		mine, err := p.flowConnections(ctx, f)
-		if err != nil {
-			return onboard.Connection{}, false, err
-		}
-		if len(mine) > 0 {
-			return connection(mine[0], false), true, nil
-		}
+// Cancel removes what flow f made. For a new connection it deletes every
+// connection of the tenant's sub-account with the flow's externalId;
+// nothing there is not an error. For a reconnect, which the core cancels
+// only to quarantine a connection whose edit came back in another
+// browser, it deletes the connection: CData has no way to disable one,
+// and what was entered on the page must not be used.
+func (p *Provider) Cancel(ctx context.Context, f onboard.Flow) error {
+	sub, err := p.subAccount(ctx, f.Owner.Tenant, false)
+	if err != nil || sub == "" {
+		return err
 	}
-	if f.Expired(p.cfg.Now()) {
-		return onboard.Connection{State: onboard.Abandoned}, true, nil
+	if f.Reconnect {
+		return p.deleteConnection(ctx, sub, f.ConnectionID)
 	}
-	return onboard.Connection{}, false, nil
-}
-
-// Delete deletes the tenant's connection at CData.
-func (p *Provider) Delete(ctx context.Context, owner onboard.Owner, connectionID string) error {
-	sub, err := p.SubAccount(ctx, owner.Tenant)
+	held, err := p.flowConnections(ctx, sub, connectionExternalID(f.ID))
 	if err != nil {
 		return err
 	}
-	err = p.call(ctx, sub, http.MethodDelete, "/poweredby/connection/delete/"+url.PathEscape(connectionID), nil, nil)
-	var ae *APIError
-	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+	for _, c := range held {
+		if err := p.deleteConnection(ctx, sub, c.ID); err != nil {
+			return err
+		}
+		p.cfg.Logger.InfoContext(ctx, "cdata: deleted the connection of a cancelled flow", "flow", f.ID,
+			"tenant", f.Owner.Tenant, "connection", c.ID)
+	}
+	return nil
+}
+
+// Delete deletes the connection at CData. A connection (or sub-account)
+// CData no longer has is not an error.
+func (p *Provider) Delete(ctx context.Context, c onboard.Connection) error {
+	sub, err := p.subAccount(ctx, c.Owner.Tenant, false)
+	if err != nil || sub == "" {
+		return err
+	}
+	return p.deleteConnection(ctx, sub, c.ID)
+}
+
+func (p *Provider) deleteConnection(ctx context.Context, sub, id string) error {
+	err := p.call(ctx, sub, http.MethodDelete, "/poweredby/connection/delete/"+url.PathEscape(id), nil, nil)
+	if statusOf(err) == http.StatusNotFound {
 		return nil
 	}
 	return err
 }
 
-// Sources returns the data sources CData offers the tenant, for a picker.
-// The list is cached for Config.SourcesTTL.
+// Refresh lists the tenant's sub-account once (GET
+// /poweredby/connection/list) and reports each connection of cs whose
+// state differs: Deleted for one CData no longer holds, Failed with a
+// message for one not Authenticated, Connected for one Authenticated
+// again. Events have a zero At: they are observations. A tenant without a
+// sub-account has no connections; none is created. On an error nothing
+// is reported and the error is returned.
+func (p *Provider) Refresh(ctx context.Context, tenant string, cs []onboard.Connection) ([]onboard.Event, error) {
+	sub, err := p.subAccount(ctx, tenant, false)
+	if err != nil {
+		return nil, err
+	}
+	var held []listed
+	if sub != "" {
+		if held, err = p.list(ctx, sub, nil); err != nil {
+			return nil, err
+		}
+	}
+	byID := make(map[string]listed, len(held))
+	for _, c := range held {
+		byID[c.ID] = c
+	}
+	var out []onboard.Event
+	for _, c := range cs {
+		h, ok := byID[c.ID]
+		switch {
+		case !ok:
+			out = append(out, onboard.Event{ConnectionID: c.ID, Deleted: true})
+		case h.Status == authenticated && c.State != onboard.Connected:
+			out = append(out, onboard.Event{ConnectionID: c.ID, State: onboard.Connected})
+		case h.Status != authenticated && c.State != onboard.Failed:
+			out = append(out, onboard.Event{ConnectionID: c.ID, State: onboard.Failed,
+				Message: fmt.Sprintf(msgNotAuthFmt, h.Status)})
+		}
+	}
+	return out, nil
+}
+
+// Sources returns the data sources CData offers, for a picker. It never
+// creates a sub-account: it lists as the tenant's sub-account when the
+// tenant has one, and otherwise with the partner's token alone (no sub
+// claim). CData documents the sub claim as optional only for account
+// creation and listing, so it may refuse the latter (ErrUnauthorized);
+// an app can then start a flow without a data source, and CData's page
+// offers its own picker. Lists are cached for Config.SourcesTTL.
 func (p *Provider) Sources(ctx context.Context, tenant string) ([]string, error) {
-	sub, err := p.SubAccount(ctx, tenant)
+	sub, err := p.subAccount(ctx, tenant, false)
 	if err != nil {
 		return nil, err
 	}
@@ -507,7 +748,7 @@ func (p *Provider) Sources(ctx context.Context, tenant string) ([]string, error)
 	if ok && now.Sub(c.at) < p.cfg.SourcesTTL {
 		return slices.Clone(c.list), nil
 	}
-	v, err, _ := p.group.Do("src\x00"+sub, func() (any, error) {
+	v, err, _ := p.group.Do("sources\x00"+sub, func() (any, error) {
 		var out struct {
 			DataSources []struct {
 				DataSource string `json:"dataSource"`
@@ -534,32 +775,34 @@ func (p *Provider) Sources(ctx context.Context, tenant string) ([]string, error)
 	return slices.Clone(list), nil
 }
 
-// Return statuses of cdata_connection_status.
+// Values of cdata_connection_status.
 const (
-	StatusSuccess = "success"
-	StatusError   = "error"
-	StatusNone    = "none"
+	statusSuccess = "success"
+	statusError   = "error"
+	statusNone    = "none"
 )
 
-// Return is what the browser brought back from the hosted page.
-type Return struct {
+// result is what the browser brought back from the hosted page.
+type result struct {
 	ID, Name, Status string
 }
 
-// ParseReturn reads the cdata_connection_* parameters. It refuses an
-// unknown status, a success or error without an id, and oversized values,
-// with errors wrapping onboard.ErrBadRequest.
-func ParseReturn(v url.Values) (Return, error) {
-	r := Return{ID: v.Get("cdata_connection_id"), Name: v.Get("cdata_connection_name"), Status: v.Get("cdata_connection_status")}
+// parseReturn reads the cdata_connection_* parameters. A result without
+// an id (status none, or no parameters) is valid: nothing was saved in
+// this browser. It refuses repeated or oversized parameters, an unknown
+// status, and an id with status none or without a status, with errors
+// wrapping onboard.ErrBadRequest.
+func parseReturn(v url.Values) (result, error) {
+	r := result{ID: v.Get("cdata_connection_id"), Name: v.Get("cdata_connection_name"), Status: v.Get("cdata_connection_status")}
 	switch {
-	case len(v["cdata_connection_status"]) > 1 || len(v["cdata_connection_id"]) > 1:
-		return Return{}, fmt.Errorf("%w: repeated cdata_connection parameters", onboard.ErrBadRequest)
-	case r.Status != StatusSuccess && r.Status != StatusError && r.Status != StatusNone:
-		return Return{}, fmt.Errorf("%w: cdata_connection_status %q", onboard.ErrBadRequest, r.Status)
-	case r.Status != StatusNone && r.ID == "":
-		return Return{}, fmt.Errorf("%w: cdata_connection_id is missing", onboard.ErrBadRequest)
+	case len(v["cdata_connection_status"]) > 1 || len(v["cdata_connection_id"]) > 1 || len(v["cdata_connection_name"]) > 1:
+		return result{}, fmt.Errorf("%w: repeated cdata_connection parameters", onboard.ErrBadRequest)
 	case len(r.ID) > 128 || len(r.Name) > 512:
-		return Return{}, fmt.Errorf("%w: cdata_connection parameters too long", onboard.ErrBadRequest)
+		return result{}, fmt.Errorf("%w: cdata_connection parameters too long", onboard.ErrBadRequest)
+	case r.Status != statusSuccess && r.Status != statusError && r.Status != statusNone && r.Status != "":
+		return result{}, fmt.Errorf("%w: cdata_connection_status %q", onboard.ErrBadRequest, r.Status)
+	case r.ID != "" && (r.Status == statusNone || r.Status == ""):
+		return result{}, fmt.Errorf("%w: cdata_connection_id with cdata_connection_status %q", onboard.ErrBadRequest, r.Status)
 	}
 	return r, nil
 }

@@ -3,12 +3,25 @@
 //
 // It checks the partner's JWT as CData does (RS256 only, signature,
 // tokenType "powered-by", iss, exp, and sub where a sub-account is
-// needed), keeps sub-accounts and their connections, enforces unique
+// needed), keeps sub-accounts (GET /account/{idOrExternalId} matches an
+// id first, then an externalId) and their connections, enforces unique
 // externalId values per sub-account, and serves the hosted page, whose
 // link expires after 180 seconds like the real one. After Save & Test and
 // Return to, it redirects to the partner's redirectURL with exactly the
 // documented parameters: cdata_connection_id, cdata_connection_name and
-// cdata_connection_status (success, error or none).
+// cdata_connection_status (success, error or none). Creating or editing a
+// connection through the API only mints a link: a connection is made when
+// the user saves on the hosted page. What Save & Test
+// saved is known only to the browser that saved it (the page keeps it, as
+// CData's page keeps the answer of its internal API call): the same link
+// opened in another browser starts afresh, and its Return to reports
+// none.
+//
+// Knobs for tests: API (faults such as 429 or a lost answer, and the
+// record of requests), SetStatus (a connection that stops
+// authenticating), Remove (a connection deleted in CData's own UI),
+// AllConnections (every connection of every sub-account, to assert that
+// nothing is left behind), and Options.SourcesWithoutSub.
 //
 // Serve it on loopback and point the provider's BaseURL at URL+"/api":
 //
@@ -36,7 +49,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/onboardkit/onboard/internal/emulate"
+	"github.com/onboardkit/onboard/providers/emulate"
 )
 
 // Connection statuses, as the list endpoint reports them.
@@ -62,6 +75,11 @@ type Options struct {
 	LinkTTL time.Duration
 	// Sources are the data sources offered. Default a short list.
 	Sources []string
+	// SourcesWithoutSub lets GET /poweredby/sources/list be called with
+	// the partner's token alone (no sub claim). CData documents sub as
+	// optional only for account creation and listing, so by default the
+	// call needs a sub-account, like every connection call.
+	SourcesWithoutSub bool
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -99,7 +117,8 @@ type link struct {
 	sub, driver, name, externalID, redirect, editID string
 	editableName                                    bool
 	exp                                             time.Time
-	saved                                           *Connection
+	// saved is what Save & Test saved, by browser (see browserCookie).
+	saved map[string]*Connection
 }
 
 // New returns an emulator.
@@ -129,7 +148,7 @@ func New(opt Options) *Server {
 	api.HandleFunc("GET /api/poweredby/connection/list", s.auth(true, s.listConnections))
 	api.HandleFunc("POST /api/poweredby/connection/edit/{id}", s.auth(true, s.editConnection))
 	api.HandleFunc("DELETE /api/poweredby/connection/delete/{id}", s.auth(true, s.deleteConnection))
-	api.HandleFunc("GET /api/poweredby/sources/list", s.auth(true, s.listSources))
+	api.HandleFunc("GET /api/poweredby/sources/list", s.auth(!opt.SourcesWithoutSub, s.listSources))
 	mux := http.NewServeMux()
 	mux.Handle("/api/", s.API.Wrap(api))
 	mux.HandleFunc("GET /oem/user/connections/edit", s.page)
@@ -259,12 +278,18 @@ func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request, _ *account
 	emulate.JSON(w, http.StatusOK, map[string]any{"accounts": out})
 }
 
+// getAccount answers GET /account/{accountIdOrExternalId}: the account
+// with that id, or else the one with that externalId.
 func (s *Server) getAccount(w http.ResponseWriter, r *http.Request, _ *account) {
 	id := r.PathValue("id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if a := s.accounts[id]; a != nil {
+		emulate.JSON(w, http.StatusOK, a.json())
+		return
+	}
 	for _, a := range s.accounts {
-		if a.ID == id || (a.ExternalID != "" && a.ExternalID == id) {
+		if a.ExternalID != "" && a.ExternalID == id {
 			emulate.JSON(w, http.StatusOK, a.json())
 			return
 		}
@@ -321,7 +346,8 @@ func (s *Server) createConnection(w http.ResponseWriter, r *http.Request, a *acc
 	if !ok {
 		return
 	}
-	l := &link{sub: a.ID, redirect: in.RedirectURL, editableName: in.EditableName == nil || *in.EditableName}
+	l := &link{sub: a.ID, redirect: in.RedirectURL, editableName: in.EditableName == nil || *in.EditableName,
+		saved: make(map[string]*Connection)}
 	if in.DataSource != nil && *in.DataSource != "" {
 		src, ok := s.knownSource(*in.DataSource)
 		if !ok {
@@ -382,7 +408,8 @@ func (s *Server) editConnection(w http.ResponseWriter, r *http.Request, a *accou
 		return
 	}
 	l := &link{sub: a.ID, redirect: in.RedirectURL, editID: c.ID, driver: c.DataSource, name: c.Name,
-		externalID: c.ExternalID, editableName: in.EditableName == nil || *in.EditableName}
+		externalID: c.ExternalID, editableName: in.EditableName == nil || *in.EditableName,
+		saved: make(map[string]*Connection)}
 	if in.Name != nil {
 		l.name = *in.Name
 	}
@@ -424,6 +451,28 @@ func (s *Server) Connections(subAccount string) []Connection {
 	return out
 }
 
+// Held is a connection and the sub-account that holds it.
+type Held struct {
+	SubAccount string
+	Connection
+}
+
+// AllConnections returns every connection of every sub-account, with its
+// externalId, ordered by sub-account and then creation: what a test
+// checks to find connections left behind.
+func (s *Server) AllConnections() []Held {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Held
+	for _, a := range s.accounts {
+		for _, c := range a.conns {
+			out = append(out, Held{a.ID, *c})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Held) int { return strings.Compare(a.SubAccount, b.SubAccount) })
+	return out
+}
+
 // Account returns the id of the sub-account with this externalId.
 func (s *Server) Account(externalID string) (string, bool) {
 	s.mu.Lock()
@@ -436,8 +485,41 @@ func (s *Server) Account(externalID string) (string, bool) {
 	return "", false
 }
 
+// Accounts returns every sub-account, oldest first.
+func (s *Server) Accounts() []Account {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Account, 0, len(s.accounts))
+	for _, a := range s.accounts {
+		out = append(out, Account{a.ID, a.ExternalID, a.Name, a.Created})
+	}
+	slices.SortStableFunc(out, func(a, b Account) int { return a.Created.Compare(b.Created) })
+	return out
+}
+
+// Account is a sub-account as the emulator holds it.
+type Account struct {
+	ID, ExternalID, AccountName string
+	Created                     time.Time
+}
+
+// AddAccount stores a sub-account with a chosen id directly (for tests of
+// ids that look like other accounts' externalIds). An empty ID is made up.
+func (s *Server) AddAccount(a Account) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a.ID == "" {
+		a.ID = newID()
+	}
+	if s.accounts[a.ID] != nil {
+		return "", fmt.Errorf("cdatatest: sub-account %q exists", a.ID)
+	}
+	s.accounts[a.ID] = &account{ID: a.ID, ExternalID: a.ExternalID, Name: a.AccountName, Created: s.opt.Now().UTC()}
+	return a.ID, nil
+}
+
 // AddConnection stores a connection in a sub-account directly, as if made
-// elsewhere (for tests of forged returns).
+// elsewhere (for tests of forged returns). An empty ID is made up.
 func (s *Server) AddConnection(subAccount string, c Connection) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -449,5 +531,43 @@ func (s *Server) AddConnection(subAccount string, c Connection) error {
 		c.ID = newID()
 	}
 	a.conns = append(a.conns, &c)
+	return nil
+}
+
+// find returns the connection with this id, in whichever sub-account.
+// Called with s.mu held.
+func (s *Server) find(id string) (*account, int) {
+	for _, a := range s.accounts {
+		if i, _ := a.conn(id); i >= 0 {
+			return a, i
+		}
+	}
+	return nil, -1
+}
+
+// SetStatus changes a connection's status as CData does later on, when
+// its credentials expire or are revoked (NotAuthenticated) or work again
+// (Authenticated).
+func (s *Server) SetStatus(id, status string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, i := s.find(id)
+	if a == nil {
+		return fmt.Errorf("cdatatest: unknown connection %q", id)
+	}
+	a.conns[i].Status, a.conns[i].LastModified = status, s.opt.Now().UTC()
+	return nil
+}
+
+// Remove deletes a connection as a user of CData's own UI would, behind
+// the app's back.
+func (s *Server) Remove(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, i := s.find(id)
+	if a == nil {
+		return fmt.Errorf("cdatatest: unknown connection %q", id)
+	}
+	a.conns = slices.Delete(a.conns, i, i+1)
 	return nil
 }

@@ -2,14 +2,17 @@ package cdatatest
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/onboardkit/onboard/internal/emulate"
+	"github.com/onboardkit/onboard/providers/emulate"
 )
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
@@ -57,6 +60,19 @@ type pageData struct {
 	Saved                      *Connection
 }
 
+// browserCookie names the emulated page's own cookie: it tells browsers
+// apart, so that what Save & Test saved is shown, and returned, only to
+// the browser that saved it.
+const browserCookie = "cdatatest_browser"
+
+// browser returns the request's browser id, or "".
+func browser(r *http.Request) string {
+	if c, err := r.Cookie(browserCookie); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
 // current returns the link for a token, and whether it is still valid.
 func (s *Server) current(tok string) (*link, bool) {
 	l := s.links[tok]
@@ -69,9 +85,9 @@ func (s *Server) render(w http.ResponseWriter, status int, d pageData) {
 	_ = pageTmpl.Execute(w, d)
 }
 
-func (s *Server) pageData(tok string, l *link) pageData {
+func (s *Server) pageData(tok, browser string, l *link) pageData {
 	d := pageData{Title: "Add Connection", Token: tok, Driver: l.driver, Name: l.name,
-		EditableName: l.editableName, Sources: s.opt.Sources, Saved: l.saved}
+		EditableName: l.editableName, Sources: s.opt.Sources, Saved: l.saved[browser]}
 	if l.editID != "" {
 		d.Title = "Edit Connection"
 	}
@@ -80,11 +96,17 @@ func (s *Server) pageData(tok string, l *link) pageData {
 
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	tok := r.URL.Query().Get("token")
+	id := browser(r)
+	if id == "" {
+		id = rand.Text()
+		http.SetCookie(w, &http.Cookie{Name: browserCookie, Value: id, Path: "/oem/", HttpOnly: true,
+			SameSite: http.SameSiteLaxMode})
+	}
 	s.mu.Lock()
 	l, ok := s.current(tok)
 	var d pageData
 	if ok {
-		d = s.pageData(tok, l)
+		d = s.pageData(tok, id, l)
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -102,6 +124,11 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok := r.PostForm.Get("token")
+	id := browser(r)
+	if id == "" {
+		http.Error(w, "this page needs cookies: load it first", http.StatusBadRequest)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l, ok := s.current(tok)
@@ -111,27 +138,31 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.PostForm.Get("action") {
 	case "save":
-		if msg := s.save(l, r.PostForm); msg != "" {
+		if msg := s.save(l, id, r.PostForm); msg != "" {
 			http.Error(w, msg, http.StatusBadRequest)
 			return
 		}
-		s.render(w, http.StatusOK, s.pageData(tok, l))
+		s.render(w, http.StatusOK, s.pageData(tok, id, l))
 	case "return":
-		http.Redirect(w, r, s.back(l), http.StatusSeeOther)
+		http.Redirect(w, r, s.back(l, l.saved[id]), http.StatusSeeOther)
 	default:
 		http.Error(w, "unknown action", http.StatusBadRequest)
 	}
 }
 
-// save runs Save & Test. Called with s.mu held.
-func (s *Server) save(l *link, form url.Values) string {
+// save runs Save & Test in browser id. Called with s.mu held.
+func (s *Server) save(l *link, id string, form url.Values) string {
 	a := s.accounts[l.sub]
 	if a == nil {
 		return "the sub-account is gone"
 	}
 	driver := l.driver
 	if driver == "" {
-		src, ok := s.knownSource(form.Get("dataSource"))
+		picked := form.Get("dataSource")
+		if picked == "" { // what the page's picker submits untouched
+			picked = s.opt.Sources[0]
+		}
+		src, ok := s.knownSource(picked)
 		if !ok {
 			return "unknown data source"
 		}
@@ -146,13 +177,16 @@ func (s *Server) save(l *link, form url.Values) string {
 		status = NotAuthenticated
 	}
 	now := s.opt.Now().UTC()
-	if l.saved == nil && l.editID != "" {
-		_, l.saved = a.conn(l.editID)
-		if l.saved == nil {
+	saved := l.saved[id]
+	if saved != nil && !slices.Contains(a.conns, saved) {
+		return "the connection was deleted"
+	}
+	if saved == nil && l.editID != "" {
+		if _, saved = a.conn(l.editID); saved == nil {
 			return "the connection was deleted"
 		}
 	}
-	if l.saved == nil {
+	if saved == nil {
 		if name == "" {
 			name = fmt.Sprintf("%s%d", driver, len(a.conns)+1)
 		}
@@ -161,32 +195,33 @@ func (s *Server) save(l *link, form url.Values) string {
 				return "a connection with this externalId exists"
 			}
 		}
-		l.saved = &Connection{ID: newID(), ExternalID: l.externalID, DataSource: driver}
-		a.conns = append(a.conns, l.saved)
+		saved = &Connection{ID: newID(), ExternalID: l.externalID, DataSource: driver}
+		a.conns = append(a.conns, saved)
 	}
 	if name != "" {
-		l.saved.Name = name
+		saved.Name = name
 	}
-	l.saved.Status, l.saved.LastModified = status, now
+	saved.Status, saved.LastModified = status, now
+	l.saved[id] = saved
 	return ""
 }
 
 // back builds the Return to URL: redirectURL plus the documented
-// parameters. Called with s.mu held.
-func (s *Server) back(l *link) string {
+// parameters of what this browser saved. Called with s.mu held.
+func (s *Server) back(l *link, saved *Connection) string {
 	u, _ := url.Parse(l.redirect)
 	q := u.Query()
 	if s.opt.DropRedirectQuery {
 		q = url.Values{}
 	}
 	switch {
-	case l.saved == nil:
+	case saved == nil:
 		q.Set("cdata_connection_status", "none")
 	default:
-		q.Set("cdata_connection_id", l.saved.ID)
-		q.Set("cdata_connection_name", l.saved.Name)
+		q.Set("cdata_connection_id", saved.ID)
+		q.Set("cdata_connection_name", saved.Name)
 		status := "success"
-		if l.saved.Status != Authenticated {
+		if saved.Status != Authenticated {
 			status = "error"
 		}
 		q.Set("cdata_connection_status", status)
@@ -199,8 +234,14 @@ func (s *Server) back(l *link) string {
 // page, clicks Save & Test with the credential unless credential is
 // empty ("" returns without saving), then Return to, and returns the URL
 // the browser is sent back to. name, when set, is typed into the name
-// field.
+// field. The page's cookie is kept in client's jar (a client without one
+// is given a jar of its own for this visit).
 func Fill(ctx context.Context, client *http.Client, hostedURL, name, credential string) (string, error) {
+	if client.Jar == nil {
+		c := *client
+		c.Jar, _ = cookiejar.New(nil)
+		client = &c
+	}
 	v, err := emulate.NewVisitor(ctx, client, hostedURL)
 	if err != nil {
 		return "", err

@@ -2,17 +2,40 @@
 // connections, Connect Card, webhooks) and the hosted Connect Card page,
 // for offline development and tests.
 //
-// It checks Basic auth (401) and the "Accept: application/json;version=2"
-// header (406), answers in Fivetran's {"code","message","data"} shape,
-// issues Connect Card URIs valid for one day (only the newest card of a
-// connection works), and after a passing Save & Test redirects the
-// browser to redirect_uri with ?id=<connection id>. Registered webhooks
-// receive signed deliveries (X-Fivetran-Signature-256) of
-// connection_successful, connection_failure, sync_start, sync_end and
-// delete_connector; Redeliver sends one again, as Fivetran's retries do.
+// It behaves as Fivetran does over time:
+//   - Calls need Basic auth (401) and "Accept: application/json;version=2"
+//     (406); answers have Fivetran's {"code","message","data"} shape.
+//   - Lists (groups, connections, webhooks) are paged with opaque cursors
+//     (limit 1 to 1000, default 100). GET /v1/connections filters by
+//     group_id and by exact schema; so does GET /v1/groups/{id}/connections.
+//     List items carry no setup_tests and no config: GET
+//     /v1/connections/{id} does.
+//   - A connection's schema is unique in its group (409 on a duplicate);
+//     group names are unique in the account (409).
+//   - Connect Card URIs work for one day, and only the newest card of a
+//     connection works. On the card, Save & Test passes for any credential
+//     except an empty one or "fail" (setup_state connected, and
+//     connection_successful); "fail" leaves the setup broken (setup_tests
+//     as Options.FailedTests, and connection_failure). After a passing
+//     Save & Test the card redirects to redirect_uri with
+//     ?id=<connection id>; Close redirects without it. [Fill] plays the
+//     user.
+//   - Later changes are made with [Server.Sync], [Server.Break] and
+//     [Server.Remove]; [Server.All] lists every connection for tests
+//     that look for orphans.
+//   - Paused connections do not sync. Resuming a connected connection
+//     (PATCH paused false) starts its first sync at once, as does a
+//     successful setup of an unpaused one: sync_start and sync_end.
+//   - Registered webhooks receive deliveries signed with
+//     X-Fivetran-Signature-256 (hex HMAC-SHA256 of the body). Their
+//     created time is the provider's clock (Options.Now plus
+//     Options.Skew) in whole seconds. Creating or activating a webhook
+//     first POSTs a signed test event to its URL and refuses (400) unless
+//     the URL answers 2xx. Deleting a connection, by the API or by
+//     [Server.Remove], delivers delete_connector.
 //
-// On the hosted page the setup tests pass for any credential except an
-// empty one or "fail".
+// Deliveries are sent synchronously by the request or method that causes
+// them, before it returns.
 package fivetrantest
 
 import (
@@ -20,6 +43,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -27,11 +51,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/onboardkit/onboard/internal/emulate"
+	"github.com/onboardkit/onboard/providers/emulate"
 )
 
 // Accept is the version header every call must send.
@@ -48,8 +73,16 @@ type Options struct {
 	DropRedirectQuery bool
 	// Services are the accepted service names. Default a short list.
 	Services []string
+	// FailedTests are the setup tests a failing Save & Test records (the
+	// connection's setup_tests). Nil means one failed test with a title
+	// and a message; an empty, non-nil slice means no test detail at all.
+	FailedTests []SetupTest
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Skew is how far the provider's clock runs ahead of Now (negative:
+	// behind). Every time the emulator reports (webhook created,
+	// created_at, succeeded_at) is on the provider's clock.
+	Skew time.Duration
 	// Client delivers webhooks. Default a client with a 5 s timeout.
 	Client *http.Client
 }
@@ -64,8 +97,9 @@ type Server struct {
 	mu         sync.Mutex
 	groups     map[string]*Group
 	conns      map[string]*Connection
-	cards      map[string]*card // by token
-	webhooks   []*webhook
+	schemas    map[[2]string]string // group id and schema -> connection id
+	cards      map[string]*card     // by token
+	webhooks   map[string]*Webhook
 	deliveries []Delivery
 }
 
@@ -83,26 +117,38 @@ type SetupTest struct {
 	Message string `json:"message"`
 }
 
+// Alert is one of a connection's tasks or warnings.
+type Alert struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
 // Status is a connection's status.
 type Status struct {
+	// SetupState is incomplete, connected or broken.
 	SetupState string `json:"setup_state"`
-	SyncState  string `json:"sync_state"`
-	Tasks      []any  `json:"tasks"`
-	Warnings   []any  `json:"warnings"`
+	// SyncState is scheduled, syncing or paused.
+	SyncState string  `json:"sync_state"`
+	Tasks     []Alert `json:"tasks"`
+	Warnings  []Alert `json:"warnings"`
 }
 
 // Connection is a connection as the emulator holds it.
 type Connection struct {
-	ID         string         `json:"id"`
-	GroupID    string         `json:"group_id"`
-	Service    string         `json:"service"`
-	Schema     string         `json:"schema"`
-	Paused     bool           `json:"paused"`
-	CreatedAt  time.Time      `json:"created_at"`
-	Status     Status         `json:"status"`
-	SetupTests []SetupTest    `json:"setup_tests"`
-	Config     map[string]any `json:"config"`
-	card       string
+	ID          string         `json:"id"`
+	GroupID     string         `json:"group_id"`
+	Service     string         `json:"service"`
+	Schema      string         `json:"schema"`
+	Paused      bool           `json:"paused"`
+	CreatedAt   time.Time      `json:"created_at"`
+	SucceededAt *time.Time     `json:"succeeded_at"`
+	FailedAt    *time.Time     `json:"failed_at"`
+	Status      Status         `json:"status"`
+	SetupTests  []SetupTest    `json:"setup_tests,omitempty"`
+	Config      map[string]any `json:"config,omitempty"`
+	// Syncs counts the syncs the connection ran.
+	Syncs int `json:"-"`
+	card  string
 }
 
 type card struct {
@@ -110,19 +156,30 @@ type card struct {
 	exp              time.Time
 }
 
-type webhook struct {
-	ID, Type, GroupID, URL, Secret string
-	Events                         []string
-	Active                         bool
+// Webhook is a registered webhook. Its secret is never listed.
+type Webhook struct {
+	ID        string    `json:"id"`
+	Type      string    `json:"type"`
+	GroupID   string    `json:"group_id,omitempty"`
+	URL       string    `json:"url"`
+	Events    []string  `json:"events"`
+	Active    bool      `json:"active"`
+	CreatedAt time.Time `json:"created_at"`
+	secret    string
 }
 
 // Delivery is one webhook delivery the emulator sent.
 type Delivery struct {
+	// Webhook is the id of the webhook delivered to (empty for the test
+	// event of a webhook not created yet).
+	Webhook    string
 	URL, Event string
+	// Connection is the connector_id of the payload.
+	Connection string
 	Body       []byte
 	Signature  string
-	Status     int // 0 when the request failed
-	secret     string
+	// Status is the answer's status; 0 when the request failed.
+	Status int
 }
 
 // New returns an emulator.
@@ -136,7 +193,9 @@ func New(opt Options) *Server {
 	if len(opt.Services) == 0 {
 		opt.Services = []string{"salesforce", "hubspot", "google_sheets", "postgres", "snowflake", "stripe", "shopify"}
 	}
-	s := &Server{opt: opt, groups: map[string]*Group{}, conns: map[string]*Connection{}, cards: map[string]*card{},
+	s := &Server{opt: opt, groups: map[string]*Group{}, conns: map[string]*Connection{},
+		schemas: map[[2]string]string{}, cards: map[string]*card{},
+		webhooks: map[string]*Webhook{},
 		API: &emulate.API{ErrorBody: func(status int) string {
 			code := strings.ReplaceAll(http.StatusText(status), " ", "")
 			return fmt.Sprintf(`{"code":%q,"message":"emulated failure"}`, code)
@@ -144,13 +203,20 @@ func New(opt Options) *Server {
 	api := http.NewServeMux()
 	api.HandleFunc("POST /v1/groups", s.createGroup)
 	api.HandleFunc("GET /v1/groups", s.listGroups)
+	api.HandleFunc("GET /v1/groups/{id}", s.getGroup)
+	api.HandleFunc("GET /v1/groups/{id}/connections", s.listConnections)
 	api.HandleFunc("POST /v1/connections", s.createConnection)
 	api.HandleFunc("GET /v1/connections", s.listConnections)
 	api.HandleFunc("GET /v1/connections/{id}", s.getConnection)
+	api.HandleFunc("PATCH /v1/connections/{id}", s.patchConnection)
 	api.HandleFunc("DELETE /v1/connections/{id}", s.deleteConnection)
 	api.HandleFunc("POST /v1/connections/{id}/connect-card", s.connectCard)
+	api.HandleFunc("GET /v1/webhooks", s.listWebhooks)
+	api.HandleFunc("GET /v1/webhooks/{id}", s.getWebhook)
 	api.HandleFunc("POST /v1/webhooks/account", s.createWebhook)
 	api.HandleFunc("POST /v1/webhooks/group/{group}", s.createWebhook)
+	api.HandleFunc("PATCH /v1/webhooks/{id}", s.patchWebhook)
+	api.HandleFunc("DELETE /v1/webhooks/{id}", s.deleteWebhook)
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", s.API.Wrap(s.auth(api)))
 	mux.HandleFunc("GET /connect-card/setup", s.page)
@@ -167,6 +233,11 @@ func NewServer(opt Options) (*Server, *httptest.Server) {
 
 // ServeHTTP serves the API and the hosted page.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// now is the provider's clock, in whole seconds.
+func (s *Server) now() time.Time {
+	return s.opt.Now().Add(s.opt.Skew).UTC().Truncate(time.Second)
+}
 
 func fail(w http.ResponseWriter, status int, code, msg string) {
 	emulate.JSON(w, status, map[string]string{"code": code, "message": msg})
@@ -205,6 +276,47 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
+// page answers one page of items sorted by id, each shown with view,
+// with Fivetran's cursor paging: the cursor is opaque (the last id of the
+// page before).
+func page[T any](w http.ResponseWriter, r *http.Request, items []T, id func(T) string, view func(T) any) {
+	q := r.URL.Query()
+	limit := 100
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			fail(w, http.StatusBadRequest, "InvalidInput", "limit must be a number from 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	slices.SortFunc(items, func(a, b T) int { return strings.Compare(id(a), id(b)) })
+	start := 0
+	if c := q.Get("cursor"); c != "" {
+		after, err := base64.RawURLEncoding.DecodeString(c)
+		if err != nil {
+			fail(w, http.StatusBadRequest, "InvalidInput", "invalid cursor")
+			return
+		}
+		start, _ = slices.BinarySearchFunc(items, string(after), func(it T, k string) int {
+			if id(it) <= k {
+				return -1
+			}
+			return 1
+		})
+	}
+	end := min(start+limit, len(items))
+	views := make([]any, 0, end-start)
+	for _, it := range items[start:end] {
+		views = append(views, view(it))
+	}
+	out := map[string]any{"items": views}
+	if end < len(items) {
+		out["next_cursor"] = base64.RawURLEncoding.EncodeToString([]byte(id(items[end-1])))
+	}
+	ok(w, http.StatusOK, out)
+}
+
 func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
 	var in struct{ Name string }
 	if !decode(w, r, &in) {
@@ -222,26 +334,9 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	g := &Group{ID: newID("grp_"), Name: in.Name, CreatedAt: s.opt.Now().UTC()}
+	g := &Group{ID: newID("grp_"), Name: in.Name, CreatedAt: s.now()}
 	s.groups[g.ID] = g
 	ok(w, http.StatusCreated, g)
-}
-
-// page returns a page of items with Fivetran's cursor pagination.
-func page[T any](r *http.Request, items []T) map[string]any {
-	limit := 100
-	if l, err := fmt.Sscan(r.URL.Query().Get("limit"), &limit); l != 1 || err != nil || limit < 1 || limit > 1000 {
-		limit = 100
-	}
-	start := 0
-	fmt.Sscan(r.URL.Query().Get("cursor"), &start)
-	start = max(0, min(start, len(items)))
-	end := min(start+limit, len(items))
-	out := map[string]any{"items": items[start:end]}
-	if end < len(items) {
-		out["next_cursor"] = fmt.Sprint(end)
-	}
-	return out
 }
 
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
@@ -251,8 +346,18 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
 		gs = append(gs, *g)
 	}
 	s.mu.Unlock()
-	slices.SortFunc(gs, func(a, b Group) int { return strings.Compare(a.ID, b.ID) })
-	ok(w, http.StatusOK, page(r, gs))
+	page(w, r, gs, func(g Group) string { return g.ID }, func(g Group) any { return g })
+}
+
+func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[r.PathValue("id")]
+	if g == nil {
+		fail(w, http.StatusNotFound, "NotFound_Group", "Group with id '"+r.PathValue("id")+"' doesn't exist")
+		return
+	}
+	ok(w, http.StatusOK, g)
 }
 
 type cardConfig struct {
@@ -276,6 +381,16 @@ func (s *Server) issueCard(r *http.Request, c *Connection, cfg cardConfig) map[s
 		q.Set("hide_setup_guide", "true")
 	}
 	return map[string]string{"token": tok, "uri": emulate.BaseURL(r) + "/connect-card/setup?" + q.Encode()}
+}
+
+// schemaOf returns the schema a connection's config names: config.schema,
+// or config.schema_prefix for database services.
+func schemaOf(config map[string]any) string {
+	if s, _ := config["schema"].(string); s != "" {
+		return s
+	}
+	s, _ := config["schema_prefix"].(string)
+	return s
 }
 
 func (s *Server) createConnection(w http.ResponseWriter, r *http.Request) {
@@ -302,28 +417,15 @@ func (s *Server) createConnection(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "InvalidInput", "redirect_uri must start with http or https")
 		return
 	}
-	schema, _ := in.Config["schema"].(string)
-	if schema == "" {
-		fail(w, http.StatusBadRequest, "InvalidInput", "config.schema is required")
-		return
-	}
+	c := &Connection{GroupID: in.GroupID, Service: in.Service, Schema: schemaOf(in.Config), Paused: in.Paused,
+		Config: in.Config}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.groups[in.GroupID] == nil {
-		fail(w, http.StatusNotFound, "NotFound_Group", "Group with id '"+in.GroupID+"' doesn't exist")
+	if err := s.add(c); err != nil {
+		fail(w, err.status, err.code, err.msg)
 		return
 	}
-	for _, c := range s.conns {
-		if c.GroupID == in.GroupID && c.Schema == schema {
-			fail(w, http.StatusConflict, "NotUnique_Schema", "Schema '"+schema+"' is already used in this group")
-			return
-		}
-	}
-	c := &Connection{ID: newID("conn_"), GroupID: in.GroupID, Service: in.Service, Schema: schema, Paused: in.Paused,
-		CreatedAt: s.opt.Now().UTC(), Config: in.Config,
-		Status: Status{SetupState: "incomplete", SyncState: "scheduled", Tasks: []any{}, Warnings: []any{}}}
-	s.conns[c.ID] = c
-	out := c.json()
+	out := c.view(true)
 	if in.ConnectCardConfig != nil {
 		out["connect_card"] = s.issueCard(r, c, *in.ConnectCardConfig)
 		out["connect_card_config"] = in.ConnectCardConfig
@@ -331,8 +433,63 @@ func (s *Server) createConnection(w http.ResponseWriter, r *http.Request) {
 	ok(w, http.StatusCreated, out)
 }
 
-func (c *Connection) json() map[string]any {
-	b, _ := json.Marshal(c)
+type apiError struct {
+	status    int
+	code, msg string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+// add checks and inserts a new connection. Called with s.mu held.
+func (s *Server) add(c *Connection) *apiError {
+	if s.groups[c.GroupID] == nil {
+		return &apiError{http.StatusNotFound, "NotFound_Group", "Group with id '" + c.GroupID + "' doesn't exist"}
+	}
+	if c.Schema == "" {
+		return &apiError{http.StatusBadRequest, "InvalidInput", "config.schema is required"}
+	}
+	if _, dup := s.schemas[[2]string{c.GroupID, c.Schema}]; dup {
+		return &apiError{http.StatusConflict, "NotUnique_Schema", "Schema '" + c.Schema + "' is already used in this group"}
+	}
+	if c.ID == "" {
+		c.ID = newID("conn_")
+	}
+	if _, dup := s.conns[c.ID]; dup {
+		return &apiError{http.StatusConflict, "NotUnique_Connection", "Connection with id '" + c.ID + "' already exists"}
+	}
+	c.CreatedAt = s.now()
+	if c.Status.SetupState == "" {
+		c.Status.SetupState = "incomplete"
+	}
+	c.Status.SyncState = syncState(c.Paused)
+	if c.Status.Tasks == nil {
+		c.Status.Tasks = []Alert{}
+	}
+	if c.Status.Warnings == nil {
+		c.Status.Warnings = []Alert{}
+	}
+	s.conns[c.ID] = c
+	s.schemas[[2]string{c.GroupID, c.Schema}] = c.ID
+	return nil
+}
+
+func syncState(paused bool) string {
+	if paused {
+		return "paused"
+	}
+	return "scheduled"
+}
+
+// view is the connection's JSON: with full, as GET /v1/connections/{id}
+// answers it (setup_tests, config); without, as a list item.
+func (c *Connection) view(full bool) map[string]any {
+	cp := *c
+	if !full {
+		cp.SetupTests, cp.Config = nil, nil
+	} else if cp.SetupTests == nil {
+		cp.SetupTests = []SetupTest{}
+	}
+	b, _ := json.Marshal(cp)
 	var m map[string]any
 	_ = json.Unmarshal(b, &m)
 	return m
@@ -340,23 +497,26 @@ func (c *Connection) json() map[string]any {
 
 func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
 	group := r.URL.Query().Get("group_id")
-	s.mu.Lock()
-	var out []map[string]any
-	ids := make([]string, 0, len(s.conns))
-	for id := range s.conns {
-		ids = append(ids, id)
+	if id := r.PathValue("id"); id != "" { // GET /v1/groups/{id}/connections
+		group = id
+		s.mu.Lock()
+		known := s.groups[id] != nil
+		s.mu.Unlock()
+		if !known {
+			fail(w, http.StatusNotFound, "NotFound_Group", "Group with id '"+id+"' doesn't exist")
+			return
+		}
 	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		if c := s.conns[id]; group == "" || c.GroupID == group {
-			out = append(out, c.json())
+	schema := r.URL.Query().Get("schema")
+	s.mu.Lock()
+	var out []Connection
+	for _, c := range s.conns {
+		if (group == "" || c.GroupID == group) && (schema == "" || c.Schema == schema) {
+			out = append(out, *c)
 		}
 	}
 	s.mu.Unlock()
-	if out == nil {
-		out = []map[string]any{}
-	}
-	ok(w, http.StatusOK, page(r, out))
+	page(w, r, out, func(c Connection) string { return c.ID }, func(c Connection) any { return c.view(false) })
 }
 
 // find returns the connection named by the path, or answers 404. Called
@@ -364,7 +524,7 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
 func (s *Server) find(w http.ResponseWriter, r *http.Request) *Connection {
 	c := s.conns[r.PathValue("id")]
 	if c == nil {
-		fail(w, http.StatusNotFound, "NotFound_Connection", "Connection with id '"+r.PathValue("id")+"' doesn't exist")
+		fail(w, http.StatusNotFound, "NotFound_Connector", "Connection with id '"+r.PathValue("id")+"' doesn't exist")
 	}
 	return c
 }
@@ -372,11 +532,36 @@ func (s *Server) find(w http.ResponseWriter, r *http.Request) *Connection {
 func (s *Server) getConnection(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.find(w, r)
-	if c == nil {
+	if c := s.find(w, r); c != nil {
+		ok(w, http.StatusOK, c.view(true))
+	}
+}
+
+func (s *Server) patchConnection(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Paused *bool `json:"paused"`
+	}
+	if !decode(w, r, &in) {
 		return
 	}
-	ok(w, http.StatusOK, c.json())
+	s.mu.Lock()
+	c := s.find(w, r)
+	if c == nil {
+		s.mu.Unlock()
+		return
+	}
+	var ds []Delivery
+	if in.Paused != nil && *in.Paused != c.Paused {
+		c.Paused = *in.Paused
+		c.Status.SyncState = syncState(c.Paused)
+		if !c.Paused && c.Status.SetupState == "connected" {
+			ds = s.sync(c) // the first sync starts when the connection is resumed
+		}
+	}
+	out := c.view(true)
+	s.mu.Unlock()
+	s.send(ds)
+	ok(w, http.StatusOK, out)
 }
 
 func (s *Server) deleteConnection(w http.ResponseWriter, r *http.Request) {
@@ -386,12 +571,19 @@ func (s *Server) deleteConnection(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		return
 	}
-	delete(s.conns, c.ID)
-	delete(s.cards, c.card)
-	pending := s.event(c, "delete_connector", map[string]any{"status": "SUCCESSFUL"})
+	ds := s.remove(c)
 	s.mu.Unlock()
-	s.send(pending)
+	s.send(ds)
 	emulate.JSON(w, http.StatusOK, map[string]string{"code": "Success", "message": "Connection with id '" + c.ID + "' has been deleted"})
+}
+
+// remove deletes c and returns its delete_connector deliveries. Called
+// with s.mu held.
+func (s *Server) remove(c *Connection) []Delivery {
+	delete(s.conns, c.ID)
+	delete(s.schemas, [2]string{c.GroupID, c.Schema})
+	delete(s.cards, c.card)
+	return s.event(c, "delete_connector", map[string]any{"status": "SUCCESSFUL"})
 }
 
 func (s *Server) connectCard(w http.ResponseWriter, r *http.Request) {
@@ -415,50 +607,201 @@ func (s *Server) connectCard(w http.ResponseWriter, r *http.Request) {
 		"connect_card_config": in.ConnectCardConfig})
 }
 
-func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request) {
-	var in struct {
-		URL    string   `json:"url"`
-		Events []string `json:"events"`
-		Active bool     `json:"active"`
-		Secret string   `json:"secret"`
+// webhookView is a webhook as the API shows it: the secret masked.
+func (h *Webhook) view() map[string]any {
+	b, _ := json.Marshal(h)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	m["secret"] = "******"
+	return m
+}
+
+func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	out := make([]Webhook, 0, len(s.webhooks))
+	for _, h := range s.webhooks {
+		out = append(out, *h)
 	}
+	s.mu.Unlock()
+	page(w, r, out, func(h Webhook) string { return h.ID }, func(h Webhook) any { return h.view() })
+}
+
+func (s *Server) findWebhook(w http.ResponseWriter, r *http.Request) *Webhook {
+	h := s.webhooks[r.PathValue("id")]
+	if h == nil {
+		fail(w, http.StatusNotFound, "NotFound_Webhook", "Webhook with id '"+r.PathValue("id")+"' doesn't exist")
+	}
+	return h
+}
+
+func (s *Server) getWebhook(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h := s.findWebhook(w, r); h != nil {
+		ok(w, http.StatusOK, h.view())
+	}
+}
+
+type webhookInput struct {
+	URL    *string   `json:"url"`
+	Events *[]string `json:"events"`
+	Active *bool     `json:"active"`
+	Secret *string   `json:"secret"`
+}
+
+// test sends the signed test event to a webhook's URL and reports
+// whether it answered 2xx.
+func (s *Server) test(h Webhook) (int, bool) {
+	body, _ := json.Marshal(map[string]any{
+		"event": "test", "created": s.now().Format(time.RFC3339), "connector_type": "_connector_type",
+		"connector_id": "_connector_1", "connector_name": "_connector_name", "sync_id": "_sync_1",
+		"destination_group_id": "_destination_1", "data": map[string]any{},
+	})
+	d := s.deliver(Delivery{Webhook: h.ID, URL: h.URL, Event: "test", Connection: "_connector_1", Body: body,
+		Signature: Sign(h.secret, body)})
+	return d.Status, d.Status >= 200 && d.Status <= 299
+}
+
+func refuseTest(w http.ResponseWriter, status int) {
+	fail(w, http.StatusBadRequest, "WebhookTestFailed",
+		fmt.Sprintf("The test event to the webhook URL was not accepted (status %d)", status))
+}
+
+func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request) {
+	var in webhookInput
 	if !decode(w, r, &in) {
 		return
 	}
-	if !emulate.ValidRedirect(in.URL) || len(in.Events) == 0 {
+	if in.URL == nil || !emulate.ValidRedirect(*in.URL) || in.Events == nil || len(*in.Events) == 0 {
 		fail(w, http.StatusBadRequest, "InvalidInput", "url and events are required")
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	h := &webhook{ID: newID("wh_"), Type: "account", URL: in.URL, Secret: in.Secret, Events: in.Events, Active: in.Active}
+	h := Webhook{Type: "account", URL: *in.URL, Events: slices.Clone(*in.Events), Active: in.Active == nil || *in.Active}
+	if in.Secret != nil {
+		h.secret = *in.Secret
+	}
 	if g := r.PathValue("group"); g != "" {
-		if s.groups[g] == nil {
+		s.mu.Lock()
+		known := s.groups[g] != nil
+		s.mu.Unlock()
+		if !known {
 			fail(w, http.StatusNotFound, "NotFound_Group", "Group with id '"+g+"' doesn't exist")
 			return
 		}
 		h.Type, h.GroupID = "group", g
 	}
-	s.webhooks = append(s.webhooks, h)
-	ok(w, http.StatusCreated, map[string]any{"id": h.ID, "type": h.Type, "group_id": h.GroupID, "url": h.URL,
-		"events": h.Events, "active": h.Active, "created_at": s.opt.Now().UTC()})
+	if h.Active {
+		if status, passed := s.test(h); !passed {
+			refuseTest(w, status)
+			return
+		}
+	}
+	h.ID, h.CreatedAt = newID("wh_"), s.now()
+	s.mu.Lock()
+	s.webhooks[h.ID] = &h
+	out := h.view()
+	s.mu.Unlock()
+	ok(w, http.StatusCreated, out)
 }
 
-// event builds the deliveries of one event. Called with s.mu held.
+func (s *Server) patchWebhook(w http.ResponseWriter, r *http.Request) {
+	var in webhookInput
+	if !decode(w, r, &in) {
+		return
+	}
+	s.mu.Lock()
+	cur := s.findWebhook(w, r)
+	if cur == nil {
+		s.mu.Unlock()
+		return
+	}
+	h := *cur
+	s.mu.Unlock()
+	if in.URL != nil {
+		if !emulate.ValidRedirect(*in.URL) {
+			fail(w, http.StatusBadRequest, "InvalidInput", "url must be an absolute http(s) URL")
+			return
+		}
+		h.URL = *in.URL
+	}
+	if in.Events != nil {
+		if len(*in.Events) == 0 {
+			fail(w, http.StatusBadRequest, "InvalidInput", "events must not be empty")
+			return
+		}
+		h.Events = slices.Clone(*in.Events)
+	}
+	if in.Secret != nil {
+		h.secret = *in.Secret
+	}
+	if in.Active != nil {
+		h.Active = *in.Active
+	}
+	// Activating a webhook, or moving an active one, tests it first.
+	if h.Active && (!cur.Active || h.URL != cur.URL) {
+		if status, passed := s.test(h); !passed {
+			refuseTest(w, status)
+			return
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.webhooks[h.ID] == nil {
+		fail(w, http.StatusNotFound, "NotFound_Webhook", "Webhook with id '"+h.ID+"' doesn't exist")
+		return
+	}
+	s.webhooks[h.ID] = &h
+	ok(w, http.StatusOK, h.view())
+}
+
+func (s *Server) deleteWebhook(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h := s.findWebhook(w, r); h != nil {
+		delete(s.webhooks, h.ID)
+		emulate.JSON(w, http.StatusOK, map[string]string{"code": "Success", "message": "Webhook has been deleted"})
+	}
+}
+
+// event builds the deliveries of one event of c, created now on the
+// provider's clock. Called with s.mu held.
 func (s *Server) event(c *Connection, name string, data map[string]any) []Delivery {
 	body, _ := json.Marshal(map[string]any{
-		"event": name, "created": s.opt.Now().UTC().Format(time.RFC3339Nano), "connector_type": c.Service,
+		"event": name, "created": s.now().Format(time.RFC3339), "connector_type": c.Service,
 		"connector_id": c.ID, "connector_name": c.Schema, "sync_id": newID("sync_"),
 		"destination_group_id": c.GroupID, "data": data,
 	})
 	var out []Delivery
-	for _, h := range s.webhooks {
+	ids := make([]string, 0, len(s.webhooks))
+	for id := range s.webhooks {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		h := s.webhooks[id]
 		if !h.Active || (h.Type == "group" && h.GroupID != c.GroupID) || !slices.Contains(h.Events, name) {
 			continue
 		}
-		out = append(out, Delivery{URL: h.URL, Event: name, Body: body, Signature: Sign(h.Secret, body), secret: h.Secret})
+		out = append(out, Delivery{Webhook: h.ID, URL: h.URL, Event: name, Connection: c.ID, Body: body,
+			Signature: Sign(h.secret, body)})
 	}
 	return out
+}
+
+// sync runs one sync of c: it succeeds while the setup is connected, and
+// fails otherwise. Called with s.mu held, for an unpaused connection.
+func (s *Server) sync(c *Connection) []Delivery {
+	c.Syncs++
+	now := s.now()
+	ds := s.event(c, "sync_start", map[string]any{})
+	status := "SUCCESSFUL"
+	if c.Status.SetupState == "connected" {
+		c.SucceededAt = &now
+	} else {
+		status = "FAILURE_WITH_TASK"
+		c.FailedAt = &now
+	}
+	return append(ds, s.event(c, "sync_end", map[string]any{"status": status})...)
 }
 
 // Sign returns the X-Fivetran-Signature-256 value of body: HMAC-SHA256
@@ -469,59 +812,117 @@ func Sign(secret string, body []byte) string {
 	return strings.ToUpper(hex.EncodeToString(m.Sum(nil)))
 }
 
-// send delivers, outside the lock, and records the results.
+// deliver sends one delivery, outside the lock, records it and returns it
+// with its status.
+func (s *Server) deliver(d Delivery) Delivery {
+	req, err := http.NewRequest(http.MethodPost, d.URL, bytes.NewReader(d.Body))
+	if err == nil {
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Fivetran-Signature-256", d.Signature)
+		if res, err := s.opt.Client.Do(req); err == nil {
+			res.Body.Close()
+			d.Status = res.StatusCode
+		}
+	}
+	s.mu.Lock()
+	s.deliveries = append(s.deliveries, d)
+	s.mu.Unlock()
+	return d
+}
+
 func (s *Server) send(ds []Delivery) {
 	for _, d := range ds {
-		req, err := http.NewRequest(http.MethodPost, d.URL, bytes.NewReader(d.Body))
-		if err == nil {
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("X-Fivetran-Signature-256", d.Signature)
-			if res, err := s.opt.Client.Do(req); err == nil {
-				res.Body.Close()
-				d.Status = res.StatusCode
-			}
-		}
-		s.mu.Lock()
-		s.deliveries = append(s.deliveries, d)
-		s.mu.Unlock()
+		s.deliver(d)
 	}
 }
 
-// Deliveries returns the webhook deliveries sent so far.
+// Deliveries returns the webhook deliveries sent so far, test events
+// included.
 func (s *Server) Deliveries() []Delivery {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.deliveries)
 }
 
-// Redeliver sends delivery i again (a duplicate) and returns its status.
+// Redeliver sends delivery i again, as Fivetran's retries do, and returns
+// the answer's status.
 func (s *Server) Redeliver(i int) int {
 	s.mu.Lock()
 	d := s.deliveries[i]
 	s.mu.Unlock()
-	s.send([]Delivery{d})
-	ds := s.Deliveries()
-	return ds[len(ds)-1].Status
+	d.Status = 0
+	return s.deliver(d).Status
 }
 
-// Sync runs a sync of the connection and delivers sync_start and sync_end
-// with status SUCCESSFUL or FAILURE; a failed sync breaks the connection.
-func (s *Server) Sync(connID string, succeed bool) error {
+// Sync runs a sync of an unpaused connection now (sync_start, then
+// sync_end: SUCCESSFUL while its setup is connected, FAILURE_WITH_TASK
+// otherwise). Paused connections do not sync: that is an error.
+func (s *Server) Sync(id string) error {
 	s.mu.Lock()
-	c := s.conns[connID]
-	if c == nil {
+	c := s.conns[id]
+	switch {
+	case c == nil:
 		s.mu.Unlock()
-		return fmt.Errorf("fivetrantest: unknown connection %q", connID)
+		return fmt.Errorf("fivetrantest: unknown connection %q", id)
+	case c.Paused:
+		s.mu.Unlock()
+		return fmt.Errorf("fivetrantest: connection %q is paused and does not sync", id)
 	}
-	status := "SUCCESSFUL"
-	if !succeed {
-		status = "FAILURE"
-		c.Status.SetupState = "broken"
-	}
-	ds := append(s.event(c, "sync_start", map[string]any{}), s.event(c, "sync_end", map[string]any{"status": status})...)
+	ds := s.sync(c)
 	s.mu.Unlock()
 	s.send(ds)
 	return nil
+}
+
+// Break makes a connection's credentials stop working after its setup:
+// its setup_state becomes broken with a task carrying message, and an
+// unpaused connection's sync fails at once (sync_start, sync_end
+// FAILURE_WITH_TASK). A paused one reports nothing until asked.
+func (s *Server) Break(id, message string) error {
+	s.mu.Lock()
+	c := s.conns[id]
+	if c == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("fivetrantest: unknown connection %q", id)
+	}
+	c.Status.SetupState = "broken"
+	c.Status.Tasks = []Alert{{Code: "reconnect", Message: message}}
+	var ds []Delivery
+	if !c.Paused {
+		ds = s.sync(c)
+	}
+	s.mu.Unlock()
+	s.send(ds)
+	return nil
+}
+
+// Remove deletes a connection behind the app's back, as a user of
+// Fivetran's dashboard would: delete_connector is delivered.
+func (s *Server) Remove(id string) error {
+	s.mu.Lock()
+	c := s.conns[id]
+	if c == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("fivetrantest: unknown connection %q", id)
+	}
+	ds := s.remove(c)
+	s.mu.Unlock()
+	s.send(ds)
+	return nil
+}
+
+// Add inserts a connection made outside onboard (say, in Fivetran's
+// dashboard) into an existing group, with the API's checks (schema
+// unique in the group). An empty ID gets a new one; an empty setup state
+// is incomplete. It returns the connection as stored.
+func (s *Server) Add(c Connection) (Connection, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cp := c
+	if err := s.add(&cp); err != nil {
+		return Connection{}, err
+	}
+	return cp, nil
 }
 
 // Connection returns a copy of the connection.
@@ -535,17 +936,32 @@ func (s *Server) Connection(id string) (Connection, bool) {
 	return *c, true
 }
 
-// Connections returns copies of the group's connections.
-func (s *Server) Connections(groupID string) []Connection {
+// All returns copies of every connection, of every group, oldest first:
+// what tests compare with the app's records to find orphans.
+func (s *Server) All() []Connection {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []Connection
+	out := make([]Connection, 0, len(s.conns))
 	for _, c := range s.conns {
+		out = append(out, *c)
+	}
+	slices.SortFunc(out, func(a, b Connection) int {
+		if n := a.CreatedAt.Compare(b.CreatedAt); n != 0 {
+			return n
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// Connections returns copies of the group's connections, oldest first.
+func (s *Server) Connections(groupID string) []Connection {
+	var out []Connection
+	for _, c := range s.All() {
 		if c.GroupID == groupID {
-			out = append(out, *c)
+			out = append(out, c)
 		}
 	}
-	slices.SortFunc(out, func(a, b Connection) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out
 }
 
@@ -559,4 +975,31 @@ func (s *Server) GroupByName(name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// AddGroup makes a group with this name, as Fivetran's dashboard would,
+// and returns its id.
+func (s *Server) AddGroup(name string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, g := range s.groups {
+		if g.Name == name {
+			return "", fmt.Errorf("fivetrantest: group %q exists", name)
+		}
+	}
+	g := &Group{ID: newID("grp_"), Name: name, CreatedAt: s.now()}
+	s.groups[g.ID] = g
+	return g.ID, nil
+}
+
+// Webhooks returns the registered webhooks, by id.
+func (s *Server) Webhooks() []Webhook {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Webhook, 0, len(s.webhooks))
+	for _, h := range s.webhooks {
+		out = append(out, *h)
+	}
+	slices.SortFunc(out, func(a, b Webhook) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }

@@ -6,8 +6,9 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 
-	"github.com/onboardkit/onboard/internal/emulate"
+	"github.com/onboardkit/onboard/providers/emulate"
 )
 
 var pageTmpl = template.Must(template.New("card").Parse(`<!doctype html>
@@ -28,7 +29,7 @@ small{color:#5a6282}
 <body><header>Fivetran &middot; Set up {{.Service}}</header><main>
 {{if .Expired}}<p class="bad" id="expired">This Connect Card has expired or was replaced by a newer one. Return to the application and start again.</p>
 {{else}}
-{{range .Failed}}<p class="bad" id="result">Setup test "{{.Title}}" failed: {{.Message}}</p>{{end}}
+{{if .Broken}}<p class="bad" id="result">The setup tests did not pass.{{range .Failed}} {{.Title}}{{with .Message}}: {{.}}{{end}}.{{end}}</p>{{end}}
 <form method="post" action="/connect-card/setup">
 <input type="hidden" name="auth" value="{{.Token}}">
 <label>Destination schema</label><input value="{{.Schema}}" readonly>
@@ -46,6 +47,7 @@ small{color:#5a6282}
 type pageData struct {
 	Token, Service, Schema string
 	Expired, HideGuide     bool
+	Broken                 bool
 	Failed                 []SetupTest
 }
 
@@ -71,9 +73,10 @@ func (s *Server) render(w http.ResponseWriter, status int, d pageData) {
 }
 
 func (s *Server) data(tok string, c *Connection, hide bool) pageData {
-	d := pageData{Token: tok, Service: c.Service, Schema: c.Schema, HideGuide: hide}
+	d := pageData{Token: tok, Service: c.Service, Schema: c.Schema, HideGuide: hide,
+		Broken: c.Status.SetupState == "broken"}
 	for _, t := range c.SetupTests {
-		if t.Status == "FAILED" {
+		if t.Status != "PASSED" && t.Status != "SKIPPED" {
 			d.Failed = append(d.Failed, t)
 		}
 	}
@@ -132,14 +135,17 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	case "save":
 		cred := r.PostForm.Get("credential")
 		passed := cred != "" && cred != "fail"
-		c.SetupTests = []SetupTest{{Title: "Connecting to " + c.Service, Status: "PASSED", Message: ""}}
 		var ds []Delivery
 		if passed {
-			c.Status.SetupState = "connected"
+			c.Status.SetupState, c.Status.Tasks = "connected", []Alert{}
+			c.SetupTests = []SetupTest{{Title: "Connecting to " + c.Service, Status: "PASSED"}}
 			ds = s.event(c, "connection_successful", map[string]any{"status": "SUCCESSFUL"})
+			if !c.Paused { // an unpaused connection starts syncing at once
+				ds = append(ds, s.sync(c)...)
+			}
 		} else {
 			c.Status.SetupState = "broken"
-			c.SetupTests[0].Status, c.SetupTests[0].Message = "FAILED", "Invalid credentials: the API rejected the token"
+			c.SetupTests = s.failedTests(c.Service)
 			ds = s.event(c, "connection_failure", map[string]any{"status": "FAILURE"})
 		}
 		target, d := s.back(cd, c.ID), s.data(tok, c, false)
@@ -185,4 +191,15 @@ func Fill(ctx context.Context, client *http.Client, uri, credential string) (str
 		return "", fmt.Errorf("fivetrantest: Close answered %d", code)
 	}
 	return back, nil
+}
+
+// failedTests returns the setup tests of a failing Save & Test: the
+// configured ones, or one failed test with a message. Called with s.mu
+// held.
+func (s *Server) failedTests(service string) []SetupTest {
+	if s.opt.FailedTests != nil {
+		return slices.Clone(s.opt.FailedTests)
+	}
+	return []SetupTest{{Title: "Connecting to " + service, Status: "FAILED",
+		Message: "Invalid credentials: the API rejected the token"}}
 }
