@@ -1,31 +1,262 @@
-// Command chi is onboard mounted in a github.com/go-chi/chi/v5 app: run
-// it with
+// Command chi is onboard mounted in a github.com/go-chi/chi/v5 app. Run it
+// from the repository's root with
 //
 //	go run ./examples/chi
 //
-// and open the address it prints. It is the same demo as
-// examples/stdlib, routed with chi.
+// and open the address it prints. With no configuration it runs the CData
+// and Fivetran emulators on 127.0.0.1 and keeps its data in an SQLite
+// file; the README lists the variables for the real providers and
+// PostgreSQL.
+//
+// This file is the whole wiring, top to bottom: logging, the store and
+// its migrations, the session manager, the providers (real or emulated),
+// onboard.New, the routes, the server, the Fivetran webhook and the
+// background runner. Only the demo's pages come from examples/internal.
 package main
 
 import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
 
+	"github.com/alexedwards/scs/v2"
 	"github.com/go-chi/chi/v5"
 	chimw "github.com/go-chi/chi/v5/middleware"
+	"github.com/jackc/pgx/v5/pgxpool"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
 
+	"github.com/onboardkit/onboard"
 	"github.com/onboardkit/onboard/examples/internal/demo"
+	"github.com/onboardkit/onboard/middleware"
+	"github.com/onboardkit/onboard/providers/cdata"
+	"github.com/onboardkit/onboard/providers/fivetran"
+	"github.com/onboardkit/onboard/store/sqlstore"
 )
 
-// routes mounts onboard and the app's pages on a chi router.
-func routes(app *demo.App) http.Handler {
-	r := chi.NewRouter()
-	r.Use(chimw.Recoverer, http.NewCrossOriginProtection().Handler, app.Sessions.LoadAndSave)
-	r.Mount("/connect", app.Onboarder.Handler()) // start, return, webhook
-	r.Get("/", app.Home)
-	r.Post("/login", app.Login)
-	r.Post("/logout", app.Logout)
-	r.With(app.RequireOwner).Post("/connections/delete", app.Delete)
-	return r
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv, os.Stdout, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
 }
 
-func main() { demo.Main("chi", routes) }
+// app is the running example, for its tests.
+type app struct {
+	URL       string
+	Onboarder *onboard.Onboarder
+	Sessions  *scs.SessionManager
+	Emulators map[string]string
+}
+
+// run serves the app until ctx ends. ready, when not nil, is told the
+// app once it serves.
+func run(ctx context.Context, getenv func(string) string, out io.Writer, ready func(*app)) error {
+	// Every log line, the database driver's and the standard log
+	// package's included, goes through one slog handler.
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	slog.SetDefault(log)
+
+	env, err := demo.ReadEnv(getenv)
+	if err != nil {
+		return err
+	}
+	listener, err := net.Listen("tcp", env.Addr)
+	if err != nil {
+		return err
+	}
+	defer listener.Close()
+	if !env.PublicURLSet {
+		env.PublicURL = "http://localhost:" + demo.Port(listener.Addr().String())
+	}
+
+	// The store: flows and connections in SQLite, or in PostgreSQL when
+	// several instances share them. The pool is sized: database/sql's
+	// default keeps 2 idle connections, and under load reopens the rest.
+	dialect, driver, dsn := sqlstore.SQLite, "sqlite", "file:"+env.SQLitePath+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
+	if env.DatabaseURL != "" {
+		dialect, driver, dsn = sqlstore.Postgres, "pgx", env.DatabaseURL
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(16)
+	db.SetMaxIdleConns(16)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	store, err := sqlstore.New(db, sqlstore.Options{Dialect: dialect, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := store.Migrate(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+
+	// Sessions: scs, SameSite=Lax (its default: the cookie must come back
+	// with the provider's redirect), Secure over HTTPS. On PostgreSQL they
+	// are shared by every instance, in a store that honours deadlines.
+	sessionManager := scs.New()
+	sessionManager.Lifetime = 12 * time.Hour
+	sessionManager.Cookie.Name = "demo_session"
+	sessionManager.Cookie.Secure = strings.HasPrefix(env.PublicURL, "https://")
+	if env.DatabaseURL != "" {
+		pool, err := pgxpool.New(ctx, env.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if _, err := pool.Exec(ctx, demo.SessionsTable); err != nil {
+			return fmt.Errorf("sessions table: %w", err)
+		}
+		sessions := demo.NewPGSessions(pool)
+		defer sessions.StopCleanup()
+		sessionManager.Store = sessions
+	}
+	sessions, err := middleware.NewSCS(sessionManager) // onboard's browser binding
+	if err != nil {
+		return err
+	}
+
+	// The providers: the real accounts when configured, else their
+	// emulators on 127.0.0.1 (another site than localhost, as a real
+	// provider is).
+	emulators := map[string]string{}
+	cdataConfig := cdata.Config{Logger: log}
+	if c := env.CData; c != nil {
+		cdataConfig.AccountID, cdataConfig.PrivateKeyFile, cdataConfig.BaseURL = c.AccountID, c.PrivateKeyFile, c.BaseURL
+	} else {
+		emu, key, err := demo.CDataEmulator()
+		if err != nil {
+			return err
+		}
+		defer emu.Close()
+		emulators["cdata"] = emu.URL
+		cdataConfig.AccountID, cdataConfig.PrivateKey, cdataConfig.BaseURL = demo.EmulatorAccountID, key, emu.URL+"/api"
+	}
+	cdataProvider, err := cdata.New(cdataConfig)
+	if err != nil {
+		return err
+	}
+	fivetranConfig := fivetran.Config{HideSetupGuide: true, Logger: log}
+	if f := env.Fivetran; f != nil {
+		fivetranConfig.APIKey, fivetranConfig.APISecret, fivetranConfig.BaseURL = f.APIKey, f.APISecret, f.BaseURL
+		fivetranConfig.WebhookSecret = f.WebhookSecret
+	} else {
+		emu, err := demo.FivetranEmulator()
+		if err != nil {
+			return err
+		}
+		defer emu.Close()
+		emulators["fivetran"] = emu.URL
+		fivetranConfig.APIKey, fivetranConfig.APISecret, fivetranConfig.BaseURL = demo.EmulatorAPIKey, demo.EmulatorAPISecret, emu.URL
+		fivetranConfig.WebhookSecret = demo.EmulatorWebhookSecret
+	}
+	fivetranProvider, err := fivetran.New(fivetranConfig)
+	if err != nil {
+		return err
+	}
+
+	// onboard, mounted at /connect.
+	pages := &demo.Pages{Sessions: sessionManager, CData: cdataProvider, Emulators: emulators, Users: env.Users, Log: log}
+	ob, err := onboard.New(onboard.Config{
+		URL:       env.PublicURL + "/connect",
+		Providers: []onboard.Provider{cdataProvider, fivetranProvider},
+		Store:     store,
+		Sessions:  sessions,
+		Owner:     pages.Owner,
+		FlowTTL:   env.FlowTTL, // zero: onboard's defaults
+		Timeout:   env.Timeout,
+		Logger:    log,
+	})
+	if err != nil {
+		return err
+	}
+	pages.Onboarder = ob
+
+	// The routes, on a chi router: onboard's, mounted without stripping
+	// its prefix, and the app's own pages. Around them, one deadline for
+	// the whole request, onboard's Timeout (loading the session runs under
+	// it too, so a database that stops answering costs a user at most
+	// that, then the error page), the standard library's cross-origin
+	// protection, and the session middleware, whose failures render the
+	// same error page as onboard's.
+	router := chi.NewRouter()
+	router.Use(chimw.Recoverer, deadline(env.Timeout), http.NewCrossOriginProtection().Handler,
+		middleware.LoadAndSave(sessionManager, ob.SessionError))
+	router.Mount("/connect", ob.Handler()) // start, return, popup, status, webhook
+	router.Get("/", pages.Home)
+	router.Post("/login", pages.Login)
+	router.Post("/logout", pages.Logout)
+	router.With(pages.RequireOwner).Post("/connections/delete", pages.Delete)
+	handler := router
+
+	// The server, with every timeout set: a slow client cannot hold a
+	// connection open.
+	server := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(listener) }()
+
+	// The Fivetran webhook, registered once its route is served: Fivetran
+	// sends the URL a test event first. Registering again reuses the
+	// webhook that has this URL.
+	switch {
+	case fivetranConfig.WebhookSecret != "" && (env.Fivetran == nil || env.PublicURLSet):
+		if _, err := fivetranProvider.RegisterWebhook(ctx, env.PublicURL+"/connect/fivetran/webhook"); err != nil {
+			_ = server.Close()
+			return fmt.Errorf("register the Fivetran webhook: %w", err)
+		}
+	case env.Fivetran != nil:
+		log.Warn("no Fivetran webhook: set FIVETRAN_WEBHOOK_SECRET and ONBOARD_PUBLIC_URL (an https URL Fivetran can reach); the runner's refresh still notices changes")
+	}
+
+	// The background runner: it settles flows whose browser never came
+	// back, removes what they made at the providers, and refreshes the
+	// stored connections' state. Run it on one or more instances.
+	go ob.Run(ctx, time.Minute)
+
+	fmt.Fprintf(out, "onboard example (chi) listening on %s: open %s\n", listener.Addr(), env.PublicURL)
+	if ready != nil {
+		ready(&app{URL: env.PublicURL, Onboarder: ob, Sessions: sessionManager, Emulators: emulators})
+	}
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := server.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// deadline gives every request the deadline d (onboard's default Timeout
+// for 0).
+func deadline(d time.Duration) func(http.Handler) http.Handler {
+	if d == 0 {
+		d = onboard.DefaultTimeout
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+}

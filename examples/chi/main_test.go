@@ -2,71 +2,133 @@ package main
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/onboardkit/onboard"
 	"github.com/onboardkit/onboard/examples/internal/demo"
-	"github.com/onboardkit/onboard/internal/apptest"
+	"github.com/onboardkit/onboard/onboardtest"
 	"github.com/onboardkit/onboard/providers/cdata/cdatatest"
 	"github.com/onboardkit/onboard/providers/fivetran/fivetrantest"
 )
 
-// TestChiRoutes runs both providers' flows through the chi example's
-// routes with a cookie-jar client, and deletes a connection.
-func TestChiRoutes(t *testing.T) {
-	cfg := demo.Config{Addr: "127.0.0.1:0", SQLitePath: filepath.Join(t.TempDir(), "chi.db")}
-	srv, err := demo.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), routes)
-	require.NoError(t, err)
-	defer srv.Close()
-	app := srv.App
-	cfg.PublicURL = srv.URL
-
-	b := apptest.NewBrowser(t)
-	require.Contains(t, b.Get(cfg.PublicURL+"/").Body, `id="signin"`)
-	res, err := b.Client.PostForm(cfg.PublicURL+"/login", url.Values{"user": {"alice"}})
-	require.NoError(t, err)
-	res.Body.Close()
-	require.Equal(t, http.StatusSeeOther, res.StatusCode)
-
-	start := func(provider, source string) string {
-		res := b.Get(cfg.PublicURL + "/connect/" + provider + "/start?source=" + source)
-		require.Equal(t, http.StatusFound, res.Code, res.Body)
-		return res.Location
+// start runs the example on a free port with an SQLite file of the
+// test's, until the test ends.
+func start(t *testing.T) *app {
+	t.Helper()
+	env := map[string]string{"ONBOARD_ADDR": "127.0.0.1:0", "ONBOARD_SQLITE": filepath.Join(t.TempDir(), "chi.db")}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan *app, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, func(k string) string { return env[k] }, &strings.Builder{}, func(a *app) { started <- a })
+	}()
+	select {
+	case a := <-started:
+		t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+		return a
+	case err := <-done:
+		cancel()
+		t.Fatalf("the example did not start: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("the example did not start in 30 s")
 	}
+	return nil
+}
+
+// TestChiRoutes runs both providers' flows through the chi example's
+// routes with a cookie-jar browser, reads the results from the page,
+// deletes a connection, and pages through many.
+func TestChiRoutes(t *testing.T) {
+	a := start(t)
 	ctx := context.Background()
-	back, err := cdatatest.Fill(ctx, b.Client, start("cdata", "Salesforce"), "", "pw")
-	require.NoError(t, err)
-	res2 := b.Get(back)
-	require.Equal(t, http.StatusSeeOther, res2.Code, res2.Body)
-	require.Contains(t, res2.Location, "onboard_status=connected")
+	b := onboardtest.NewBrowser(t)
+	require.Contains(t, b.Get(a.URL+"/").Body, `id="signin"`)
+	res := b.PostForm(a.URL+"/login", url.Values{"user": {"alice"}})
+	require.Equal(t, http.StatusSeeOther, res.Code)
 
-	back, err = fivetrantest.Fill(ctx, b.Client, start("fivetran", "hubspot"), "token")
-	require.NoError(t, err)
-	require.Contains(t, b.Get(back).Location, "onboard_status=connected")
+	connect := func(provider, source, credential string) string {
+		res := b.PostForm(a.URL+"/connect/"+provider+"/start", url.Values{"source": {source}})
+		require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
+		var back string
+		var err error
+		if provider == "cdata" {
+			back, err = cdatatest.Fill(ctx, b.Client, res.Location, "", credential)
+		} else {
+			back, err = fivetrantest.Fill(ctx, b.Client, res.Location, credential)
+		}
+		require.NoError(t, err)
+		res = b.Get(back)
+		require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
+		return b.Get(a.URL + res.Location).Body
+	}
+	page := connect("cdata", "Salesforce", "pw")
+	require.Contains(t, page, "Connected. The cdata connection")
+	page = connect("fivetran", "HubSpot", "token")
+	require.Contains(t, page, "Connected. The fivetran connection")
+	require.Equal(t, 2, strings.Count(page, `class="badge connected"`), page)
+	page = connect("fivetran", "Stripe", "fail")
+	require.Contains(t, page, "Try again with working credentials")
+	require.Equal(t, 2, strings.Count(page, `class="badge connected"`), "a broken Fivetran setup attaches nothing")
 
-	home := b.Get(cfg.PublicURL + "/")
-	require.Equal(t, 2, strings.Count(home.Body, `class="badge connected"`), home.Body)
+	// A crafted link claiming success shows nothing of the kind.
+	page = b.Get(a.URL + "/?onboard_status=connected&onboard_provider=evil&onboard_connection=x").Body
+	require.NotContains(t, page, "Connected.")
+	require.NotContains(t, page, "evil")
 
-	conns, err := app.Onboarder.Store().Connections(ctx, "acme")
+	conns, err := a.Onboarder.Connections(ctx, "acme", 0, 10)
 	require.NoError(t, err)
-	res, err = b.Client.PostForm(cfg.PublicURL+"/connections/delete", url.Values{"provider": {conns[0].Provider}, "id": {conns[0].ID}})
-	require.NoError(t, err)
-	res.Body.Close()
-	require.Equal(t, http.StatusSeeOther, res.StatusCode)
-	left, err := app.Onboarder.Store().Connections(ctx, "acme")
+	res = b.PostForm(a.URL+"/connections/delete", url.Values{"provider": {conns[0].Provider}, "id": {conns[0].ID}})
+	require.Equal(t, http.StatusSeeOther, res.Code)
+	require.Contains(t, b.Get(a.URL+"/").Body, "The connection was deleted.")
+	left, err := a.Onboarder.Connections(ctx, "acme", 0, 10)
 	require.NoError(t, err)
 	require.Len(t, left, 1)
 
-	// Signed out, onboard's start refuses and the app's delete redirects.
-	res, err = b.Client.PostForm(cfg.PublicURL+"/logout", nil)
+	// Another tenant's connection, or none at all: nothing is deleted,
+	// and the page says so.
+	eve := onboardtest.NewBrowser(t)
+	eve.PostForm(a.URL+"/login", url.Values{"user": {"eve"}})
+	for _, id := range []string{left[0].ID, "no-such-connection"} {
+		res = eve.PostForm(a.URL+"/connections/delete", url.Values{"provider": {left[0].Provider}, "id": {id}})
+		require.Equal(t, http.StatusSeeOther, res.Code)
+		require.Contains(t, eve.Get(a.URL+"/").Body, "That connection does not exist")
+	}
+	still, err := a.Onboarder.Connections(ctx, "acme", 0, 10)
 	require.NoError(t, err)
-	res.Body.Close()
-	require.Equal(t, http.StatusUnauthorized, b.Get(cfg.PublicURL+"/connect/cdata/start").Code)
+	require.Len(t, still, 1)
+
+	// Signed out, onboard's start refuses.
+	b.PostForm(a.URL+"/logout", nil)
+	require.Equal(t, http.StatusUnauthorized, b.PostForm(a.URL+"/connect/cdata/start", nil).Code)
+}
+
+// TestConnectionsArePaged: the connections page lists a page at a time.
+func TestConnectionsArePaged(t *testing.T) {
+	a := start(t)
+	b := onboardtest.NewBrowser(t)
+	b.PostForm(a.URL+"/login", url.Values{"user": {"eve"}})
+	for i := range demo.PageSize + 3 {
+		res := b.PostForm(a.URL+"/connect/cdata/start", url.Values{"source": {"Salesforce"}})
+		require.Equal(t, http.StatusSeeOther, res.Code, "start %d: %s", i, res.Body)
+		back, err := cdatatest.Fill(context.Background(), b.Client, res.Location, "", "pw")
+		require.NoError(t, err)
+		require.Equal(t, http.StatusSeeOther, b.Get(back).Code)
+	}
+	first := b.Get(a.URL + "/").Body
+	require.Equal(t, demo.PageSize, strings.Count(first, `class="badge connected"`))
+	require.Contains(t, first, `href="/?page=1"`)
+	second := b.Get(a.URL + "/?page=1").Body
+	require.Equal(t, 3, strings.Count(second, `class="badge connected"`))
+	require.NotContains(t, second, `id="next"`)
+	c, err := a.Onboarder.Connections(context.Background(), "globex", 0, 1)
+	require.NoError(t, err)
+	require.Equal(t, onboard.Connected, c[0].State)
 }

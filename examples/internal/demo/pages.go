@@ -3,161 +3,193 @@ package demo
 import (
 	"errors"
 	"html/template"
+	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
+
+	"github.com/alexedwards/scs/v2"
 
 	"github.com/onboardkit/onboard"
 	"github.com/onboardkit/onboard/middleware"
+	"github.com/onboardkit/onboard/providers/cdata"
 )
 
-var page = template.Must(template.New("page").Funcs(template.FuncMap{
-	"since":     func(c onboard.Connection) string { return c.CreatedAt.Format("2 Jan 2006 15:04") },
-	"reconnect": func(onboard.Connection) string { return "" }, // set per request in Home
-}).Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Acme Analytics · Data connections</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-:root{--ink:#1f2430;--muted:#667085;--line:#e4e7ec;--brand:#4f46e5}
-body{font:15px/1.5 system-ui,-apple-system,sans-serif;color:var(--ink);background:#f8f9fb;margin:0}
-header{display:flex;justify-content:space-between;align-items:center;padding:.9rem 2rem;background:#fff;border-bottom:1px solid var(--line)}
-header b{color:var(--brand)}
-main{max-width:58rem;margin:1.5rem auto;padding:0 1.5rem}
-section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:1.2rem 1.5rem;margin-bottom:1.2rem}
-h1{font-size:1.3rem;margin:.2rem 0 1rem}h2{font-size:1.05rem;margin:0 0 .8rem}
-table{width:100%;border-collapse:collapse}th,td{text-align:left;padding:.55rem .4rem;border-bottom:1px solid var(--line);vertical-align:top}
-th{font-size:.8rem;text-transform:uppercase;color:var(--muted);letter-spacing:.03em}
-.badge{display:inline-block;padding:.1rem .55rem;border-radius:99px;font-size:.8rem;font-weight:600}
-.connected{background:#dcfae6;color:#067647}.failed{background:#fee4e2;color:#b42318}.abandoned{background:#fef0c7;color:#b54708}
-.flash{padding:.7rem 1rem;border-radius:8px;margin-bottom:1.2rem}
-.flash.connected{border:1px solid #abefc6}.flash.failed{border:1px solid #fecdca}.flash.abandoned,.flash.info{border:1px solid #fedf89;background:#fffaeb;color:#93370d}
-.grid{display:grid;grid-template-columns:1fr 1fr;gap:1.2rem}
-select,button{font:inherit;padding:.45rem .7rem;border-radius:6px;border:1px solid #d0d5dd;background:#fff}
-button.primary{background:var(--brand);color:#fff;border-color:var(--brand);cursor:pointer}
-button.link{border:0;background:none;color:#b42318;cursor:pointer;padding:0}
-a{color:var(--brand)}small,.muted{color:var(--muted)}
-form.inline{display:inline}
-</style></head><body>
-<header><span><b>Acme Analytics</b> · Data connections</span>
-{{if .Owner.User}}<form class="inline" method="post" action="/logout"><span class="muted">{{.Owner.User}} @ {{.Owner.Tenant}}</span> <button id="logout">Sign out</button></form>{{end}}
-</header><main>
-{{if not .Owner.User}}
-<section><h1>Sign in to the demo</h1>
-<p class="muted">Pick a demo user. Alice and Bob share the tenant <i>acme</i>; Eve is in <i>globex</i>.</p>
-<form method="post" action="/login"><select name="user" id="user">{{range .Users}}<option value="{{.User}}">{{.User}} ({{.Tenant}})</option>{{end}}</select>
-<button class="primary" id="signin">Sign in</button></form></section>
-{{else}}
-{{with .Flash}}<div class="flash {{.Class}}" id="flash">{{.Text}}</div>{{end}}
-<section><h1>Connections of {{.Owner.Tenant}}</h1>
-{{if .Connections}}<table id="connections"><thead><tr><th>Provider</th><th>Name</th><th>Source</th><th>State</th><th>Added</th><th></th></tr></thead><tbody>
-{{range .Connections}}<tr><td>{{.Provider}}</td><td>{{.Name}}<br><small>{{.ID}}</small></td><td>{{.Source}}</td>
-<td><span class="badge {{.State}}">{{.State}}</span>{{if .Message}}<br><small>{{.Message}}</small>{{end}}</td><td><small>{{since .}}</small></td>
-<td><a href="{{reconnect .}}">Reconnect</a><br>
-<form class="inline" method="post" action="/connections/delete"><input type="hidden" name="provider" value="{{.Provider}}"><input type="hidden" name="id" value="{{.ID}}"><button class="link">Delete</button></form></td></tr>
-{{end}}</tbody></table>{{else}}<p class="muted" id="empty">No connections yet. Add one below.</p>{{end}}
-</section>
-<div class="grid">
-<section><h2>Connect through CData</h2>
-<form method="get" action="{{.CDataStart}}"><select name="source" id="cdata-source">{{range .Sources}}<option>{{.}}</option>{{end}}</select>
-<button class="primary" id="connect-cdata">Connect</button></form>
-{{if .SourcesErr}}<p><small>The data source list is unavailable right now.</small></p>{{end}}
-<p><small>CData Connect AI{{if .Emulated.cdata}} (emulator at {{.Emulated.cdata}}){{end}}</small></p></section>
-<section><h2>Connect through Fivetran</h2>
-<form method="get" action="{{.FivetranStart}}"><select name="source" id="fivetran-source"><option value="salesforce">Salesforce</option><option value="hubspot">HubSpot</option><option value="google_sheets">Google Sheets</option><option value="stripe">Stripe</option></select>
-<button class="primary" id="connect-fivetran">Connect</button></form>
-<p><small>Fivetran Connect Card{{if .Emulated.fivetran}} (emulator at {{.Emulated.fivetran}}){{end}}</small></p></section>
-</div>
-{{end}}
-</main></body></html>
-`))
+// Users are the demo's accounts: two users of acme, one of globex.
+var Users = []onboard.Owner{{Tenant: "acme", User: "alice"}, {Tenant: "acme", User: "bob"}, {Tenant: "globex", User: "eve"}}
+
+// PageSize is how many connections a page lists.
+const PageSize = 20
+
+// Pages are the demo app's pages: sign-in, the tenant's connections with
+// buttons to connect (in the same window or in a popup), reconnect and
+// delete.
+type Pages struct {
+	Onboarder *onboard.Onboarder
+	Sessions  *scs.SessionManager
+	// CData lists the data sources for the CData picker.
+	CData *cdata.Provider
+	// Emulators are the base URLs of the emulators in use, by provider.
+	Emulators map[string]string
+	// Users are the accounts one can sign in as. Default [Users].
+	Users []onboard.Owner
+	Log   *slog.Logger
+}
+
+func (p *Pages) users() []onboard.Owner {
+	if p.Users == nil {
+		return Users
+	}
+	return p.Users
+}
+
+// Owner returns the signed-in demo user: onboard.Config.Owner.
+func (p *Pages) Owner(r *http.Request) (onboard.Owner, error) {
+	o := onboard.Owner{Tenant: p.Sessions.GetString(r.Context(), "tenant"), User: p.Sessions.GetString(r.Context(), "user")}
+	if o.IsZero() {
+		return o, errors.New("not signed in")
+	}
+	return o, nil
+}
+
+// RequireOwner sends requests with nobody signed in to the sign-in page.
+func (p *Pages) RequireOwner(next http.Handler) http.Handler {
+	return middleware.RequireOwner(p.Owner, http.RedirectHandler("/", http.StatusSeeOther))(next)
+}
 
 type flash struct{ Class, Text string }
 
-// flashFor turns the onboard_* parameters of the default Result redirect
-// into a message.
-func flashFor(r *http.Request) *flash {
-	q := r.URL.Query()
-	switch onboard.State(q.Get("onboard_status")) {
+// flashFor says what the flow the page returns from did, read through
+// onboard's verified Outcome (never from the query string alone: a link
+// can say anything), or what the last delete did.
+func (p *Pages) flashFor(r *http.Request) *flash {
+	if msg := p.Sessions.PopString(r.Context(), "flash"); msg != "" {
+		return &flash{"info", msg}
+	}
+	c, err := p.Onboarder.Outcome(r)
+	switch {
+	case errors.Is(err, onboard.ErrNoFlow):
+		return nil
+	case errors.Is(err, onboard.ErrOtherBrowser):
+		// Reading an outcome stops nothing (only a return does): the
+		// setup's result is simply not this browser's to see.
+		return &flash{"failed", "This link shows the result of a connection setup made in another browser, so it is not shown here."}
+	case err != nil:
+		return &flash{"failed", onboard.Message(err)}
+	}
+	name := c.Name
+	if name == "" { // a connection without a name (Fivetran's): say its source
+		name = c.Source
+	}
+	switch c.State {
 	case onboard.Connected:
-		return &flash{"connected", "Connected. The " + q.Get("onboard_provider") + " connection is ready."}
+		return &flash{"connected", "Connected. The " + c.Provider + " connection " + name + " is ready."}
 	case onboard.Failed:
-		return &flash{"failed", "The connection was saved, but its test failed. Reconnect it with working credentials."}
-	case onboard.Abandoned:
-		return &flash{"abandoned", "The setup was not finished. You can start again whenever you like."}
+		msg := "The connection does not work."
+		if c.Message != "" {
+			msg = c.Message
+		}
+		return &flash{"failed", msg + " Try again with working credentials."}
+	case onboard.Revoked:
+		return &flash{"failed", "This setup came back in another browser, so what it made was removed. Start again here."}
 	}
-	if q.Has("deleted") {
-		return &flash{"info", "The connection was deleted."}
-	}
-	return nil
+	return &flash{"abandoned", "The setup was not finished. You can start again whenever you like."}
 }
 
-// Home shows the sign-in form, or the tenant's connections and the
-// connect buttons.
-func (a *App) Home(w http.ResponseWriter, r *http.Request) {
-	data := map[string]any{"Users": users, "Emulated": a.Emulators,
-		"CDataStart": a.Onboarder.StartURL("cdata", ""), "FivetranStart": a.Onboarder.StartURL("fivetran", "")}
-	owner, err := a.Owner(r)
-	if err == nil {
-		conns, err := a.Onboarder.Store().Connections(r.Context(), owner.Tenant)
-		if err != nil {
-			a.log.ErrorContext(r.Context(), "list connections", "err", err)
-			http.Error(w, "The connections cannot be listed right now.", http.StatusServiceUnavailable)
-			return
-		}
-		sources, serr := a.CData.Sources(r.Context(), owner.Tenant)
-		data["Owner"], data["Connections"], data["Sources"], data["SourcesErr"] = owner, conns, sources, serr != nil
-		data["Flash"] = flashFor(r)
-	} else {
+// Home shows the sign-in form, or the tenant's connections (a page of
+// them, ?page=N) and the connect buttons.
+func (p *Pages) Home(w http.ResponseWriter, r *http.Request) {
+	ob := p.Onboarder
+	data := map[string]any{"Users": p.users(), "Emulated": p.Emulators,
+		"CDataStart": ob.StartURL("cdata", onboard.StartOptions{}), "FivetranStart": ob.StartURL("fivetran", onboard.StartOptions{})}
+	owner, err := p.Owner(r)
+	if err != nil {
 		data["Owner"] = onboard.Owner{}
+		p.render(w, r, http.StatusOK, data)
+		return
 	}
-	t, _ := page.Clone()
-	t.Funcs(template.FuncMap{"reconnect": func(c onboard.Connection) string { return a.Onboarder.ReconnectURL(c.Provider, c.ID) }})
+	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+	page = max(page, 0)
+	conns, err := ob.Connections(r.Context(), owner.Tenant, page*PageSize, PageSize+1)
+	if err != nil {
+		p.Log.ErrorContext(r.Context(), "list connections", "err", err)
+		data["Owner"], data["Problem"] = owner, "Your connections could not be loaded right now. Please try again in a moment."
+		p.render(w, r, onboard.StatusCode(err), data)
+		return
+	}
+	if len(conns) > PageSize {
+		conns, data["Next"] = conns[:PageSize], page+1
+	}
+	if page > 0 {
+		data["HasPrev"], data["Prev"] = true, page-1
+	}
+	sources, serr := p.CData.Sources(r.Context(), owner.Tenant)
+	data["Owner"], data["Connections"], data["Sources"], data["SourcesErr"] = owner, conns, sources, serr != nil
+	data["Flash"] = p.flashFor(r)
+	p.render(w, r, http.StatusOK, data)
+}
+
+// problem answers with the demo's page saying what went wrong and what to
+// do, with status.
+func (p *Pages) problem(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	p.render(w, r, status, map[string]any{"Owner": onboard.Owner{}, "Problem": msg})
+}
+
+func (p *Pages) render(w http.ResponseWriter, r *http.Request, status int, data map[string]any) {
+	t := template.Must(page.Clone())
+	t.Funcs(template.FuncMap{"reconnect": func(c onboard.Connection) string {
+		return p.Onboarder.StartURL(c.Provider, onboard.StartOptions{Connection: c.ID})
+	}})
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
 	if err := t.Execute(w, data); err != nil {
-		a.log.ErrorContext(r.Context(), "render", "err", err)
+		p.Log.ErrorContext(r.Context(), "render", "err", err)
 	}
 }
 
 // Login signs in a demo user. It renews the session token, as any app
 // should on sign-in.
-func (a *App) Login(w http.ResponseWriter, r *http.Request) {
+func (p *Pages) Login(w http.ResponseWriter, r *http.Request) {
+	users := p.users()
 	i := slices.IndexFunc(users, func(o onboard.Owner) bool { return o.User == r.PostFormValue("user") })
 	if i < 0 {
-		http.Error(w, "unknown demo user", http.StatusBadRequest)
+		p.problem(w, r, http.StatusBadRequest, "There is no such demo user. Go back and pick one from the list.")
 		return
 	}
-	if err := a.Sessions.RenewToken(r.Context()); err != nil {
-		http.Error(w, "session error", http.StatusInternalServerError)
+	if err := p.Sessions.RenewToken(r.Context()); err != nil {
+		p.Log.ErrorContext(r.Context(), "renew the session token", "err", err)
+		p.problem(w, r, http.StatusServiceUnavailable, onboard.Message(onboard.ErrSession))
 		return
 	}
-	a.Sessions.Put(r.Context(), "user", users[i].User)
-	a.Sessions.Put(r.Context(), "tenant", users[i].Tenant)
+	p.Sessions.Put(r.Context(), "user", users[i].User)
+	p.Sessions.Put(r.Context(), "tenant", users[i].Tenant)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
 // Logout signs out.
-func (a *App) Logout(w http.ResponseWriter, r *http.Request) {
-	_ = a.Sessions.Destroy(r.Context())
+func (p *Pages) Logout(w http.ResponseWriter, r *http.Request) {
+	_ = p.Sessions.Destroy(r.Context())
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
-// Delete deletes a connection at its provider and in the store.
-func (a *App) Delete(w http.ResponseWriter, r *http.Request) {
+// Delete deletes a connection of the tenant at its provider and in the
+// store, and says which happened.
+func (p *Pages) Delete(w http.ResponseWriter, r *http.Request) {
 	owner, err := middleware.OwnerFromContext(r.Context())
 	if err != nil {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
-	err = a.Onboarder.DeleteConnection(r.Context(), owner, r.PostFormValue("provider"), r.PostFormValue("id"))
-	if err != nil && !errors.Is(err, onboard.ErrUnknownConnection) {
-		a.log.ErrorContext(r.Context(), "delete connection", "err", err)
-		http.Error(w, onboard.Message(err), onboard.StatusCode(err))
-		return
+	err = p.Onboarder.DeleteConnection(r.Context(), owner, r.PostFormValue("provider"), r.PostFormValue("id"))
+	switch {
+	case err == nil:
+		p.Sessions.Put(r.Context(), "flash", "The connection was deleted.")
+	case errors.Is(err, onboard.ErrUnknownConnection), errors.Is(err, onboard.ErrUnknownProvider):
+		p.Sessions.Put(r.Context(), "flash", "That connection does not exist: nothing was deleted.")
+	default:
+		p.Log.ErrorContext(r.Context(), "delete connection", "err", err)
+		p.Sessions.Put(r.Context(), "flash", onboard.Message(err))
 	}
-	http.Redirect(w, r, "/?deleted=1", http.StatusSeeOther)
-}
-
-// RequireOwner sends requests with nobody signed in to the sign-in page.
-func (a *App) RequireOwner(next http.Handler) http.Handler {
-	return middleware.RequireOwner(a.Owner, http.RedirectHandler("/", http.StatusSeeOther))(next)
+	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
