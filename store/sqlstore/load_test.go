@@ -16,7 +16,6 @@ import (
 
 	"github.com/onboardkit/onboard"
 	"github.com/onboardkit/onboard/internal/testutil"
-	"github.com/onboardkit/onboard/onboardtest"
 )
 
 func envInt(name string, def int) int {
