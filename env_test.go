@@ -86,6 +86,17 @@ type countingSessions struct {
 	commits int
 	fail    bool
 	failAt  int // the number of a commit that fails
+	// held loads wait for each other until release is closed.
+	held    int
+	release chan struct{}
+}
+
+// holdLoads makes the next n session loads wait for each other, so that n
+// requests of one browser hold copies of the same session at once.
+func (s *countingSessions) holdLoads(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.held, s.release = n, make(chan struct{})
 }
 
 func (s *countingSessions) Commit(token string, b []byte, expiry time.Time) error {
@@ -102,7 +113,18 @@ func (s *countingSessions) Commit(token string, b []byte, expiry time.Time) erro
 func (s *countingSessions) Find(token string) ([]byte, bool, error) {
 	s.mu.Lock()
 	fail := s.fail
+	var wait chan struct{}
+	if s.held > 0 {
+		s.held--
+		wait = s.release
+		if s.held == 0 {
+			close(s.release)
+		}
+	}
 	s.mu.Unlock()
+	if wait != nil {
+		<-wait
+	}
 	if fail {
 		return nil, false, errors.New("session database unreachable")
 	}

@@ -302,7 +302,7 @@ type Store interface {
 // Sessions identifies the browser a request comes from. The middleware
 // package implements it over scs.
 type Sessions interface {
-	// BrowserKey returns a secret random value (at least 32 bytes of
+	// BrowserKey returns a secret value (at least 32 bytes of
 	// entropy) that identifies the browser of the request context ctx,
 	// kept in the browser's session. With create, a browser that has none
 	// is given one, saved with the browser's session (at the latest when

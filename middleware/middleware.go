@@ -8,6 +8,7 @@ package middleware
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -61,37 +62,44 @@ func NewSCS(sm *scs.SessionManager) (*SCS, error) {
 
 var errNoSession = fmt.Errorf("%w: wrap the handler in the scs session manager's LoadAndSave", onboard.ErrNoSession)
 
-// read returns the browser's key, "" when it has none. scs panics when a
-// request reaches it without its LoadAndSave middleware; that panic is
-// turned here into onboard.ErrNoSession.
-func (s *SCS) read(ctx context.Context) (v string, err error) {
+// read returns the browser's key, "" when it has none, and the session's
+// token, "" for a session not saved yet. scs panics when a request reaches
+// it without its LoadAndSave middleware; that panic is turned here into
+// onboard.ErrNoSession.
+func (s *SCS) read(ctx context.Context) (key, token string, err error) {
 	defer func() {
 		if recover() != nil {
 			err = errNoSession
 		}
 	}()
-	return s.sm.GetString(ctx, sessionKey), nil
+	return s.sm.GetString(ctx, sessionKey), s.sm.Token(ctx), nil
 }
 
-// BrowserKey returns the browser's secret key: 32 random bytes, base64url.
-// With create, a browser without one gets one, put in the session and saved
+// BrowserKey returns the browser's secret key: 32 bytes, base64url. With
+// create, a browser without one gets one, put in the session and saved
 // with it by LoadAndSave at the end of that request: the session is written
 // once per browser, at its first start, and never again by onboard. If that
 // save fails, the user gets the app's error page, and the flow the start
 // made is left to expire; the runner then settles it and removes what the
 // provider made for it.
 //
-// Two tabs whose very first starts in a browser overlap each make a key,
-// and the session keeps only one: the other tab's flow then counts as
-// another browser's. An app that wants to rule this out gives the browser
-// its key when the user signs in, by calling BrowserKey(ctx, true) there.
+// A saved session (one the user signed in to) gets a key derived from its
+// token, SHA-256 with a label of onboard's own, so that tabs whose first
+// starts overlap, each on its own copy of the session, make the same key
+// and none of their flows is lost. The key is kept in the session, so it
+// outlives the token: renewing the token at sign-in keeps the browser's
+// flows. A session not saved yet gets 32 random bytes.
 func (s *SCS) BrowserKey(ctx context.Context, create bool) (string, error) {
-	key, err := s.read(ctx)
+	key, token, err := s.read(ctx)
 	if err != nil || key != "" || !create {
 		return key, err
 	}
 	var raw [32]byte
-	_, _ = rand.Read(raw[:]) // never fails
+	if token != "" {
+		raw = sha256.Sum256([]byte("onboard browser key\x00" + token))
+	} else {
+		_, _ = rand.Read(raw[:]) // never fails
+	}
 	key = base64.RawURLEncoding.EncodeToString(raw[:])
 	s.sm.Put(ctx, sessionKey, key)
 	return key, nil

@@ -200,3 +200,50 @@ func TestRequireOwner(t *testing.T) {
 	_, err := middleware.OwnerFromContext(context.Background())
 	require.ErrorIs(t, err, onboard.ErrNotSignedIn)
 }
+
+// TestFirstKeysOfOneSessionAgree: two requests of one signed-in browser
+// that each load the session before either saves it (two tabs starting at
+// once) make the same key, so neither tab's flow is lost; another session,
+// and a session not saved yet, get keys of their own.
+func TestFirstKeysOfOneSessionAgree(t *testing.T) {
+	sm := scs.New()
+	s, err := middleware.NewSCS(sm)
+	require.NoError(t, err)
+	ctx := loaded(t, sm)
+	sm.Put(ctx, "user", "alice")
+	token, _, err := sm.Commit(ctx)
+	require.NoError(t, err)
+
+	var tabs []context.Context
+	for range 2 {
+		tab, err := sm.Load(context.Background(), token)
+		require.NoError(t, err)
+		tabs = append(tabs, tab)
+	}
+	var keys []string
+	for _, tab := range tabs {
+		key, err := s.BrowserKey(tab, true)
+		require.NoError(t, err)
+		require.Len(t, key, 43, "32 bytes, base64url")
+		_, _, err = sm.Commit(tab)
+		require.NoError(t, err)
+		keys = append(keys, key)
+	}
+	require.Equal(t, keys[0], keys[1])
+	require.NotContains(t, keys[0], token, "the key is not the token")
+
+	other, _ := sm.Load(context.Background(), "")
+	sm.Put(other, "user", "bob")
+	otherToken, _, err := sm.Commit(other)
+	require.NoError(t, err)
+	other, _ = sm.Load(context.Background(), otherToken)
+	otherKey, err := s.BrowserKey(other, true)
+	require.NoError(t, err)
+	require.NotEqual(t, keys[0], otherKey)
+
+	unsaved, err := s.BrowserKey(loaded(t, sm), true)
+	require.NoError(t, err)
+	again, err := s.BrowserKey(loaded(t, sm), true)
+	require.NoError(t, err)
+	require.NotEqual(t, unsaved, again, "random for sessions not saved yet")
+}
