@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -86,20 +85,8 @@ func TestWalkAwaysNeverLockOut(t *testing.T) {
 func TestConcurrentStartsOfOneOwner(t *testing.T) {
 	e := newEnv(t, func(c *onboard.Config) { c.MaxFlowsPerOwner = 20 })
 	b := e.browser("alice", "acme")
-	var mu sync.Mutex
-	codes := map[int]int{}
-	failed, first := testutil.Concurrently(60, 16, func(int) error {
-		res, err := b.Client.Get(e.URL() + "/connect/fake/start?source=Salesforce")
-		if err != nil {
-			return err
-		}
-		res.Body.Close()
-		mu.Lock()
-		codes[res.StatusCode]++
-		mu.Unlock()
-		return nil
-	})
-	require.Zero(t, failed, first)
+	codes, err := testutil.GetAll(60, func(int) *http.Client { return b.Client }, e.URL()+"/connect/fake/start?source=Salesforce")
+	require.NoError(t, err)
 	require.Equal(t, 60, codes[http.StatusFound]+codes[http.StatusTooManyRequests], codes)
 	require.Equal(t, 20, e.pending(onboard.Owner{Tenant: "acme", User: "alice"}))
 	require.Equal(t, codes[http.StatusFound], e.fake.Calls().Begin, "only admitted starts reach the provider")
@@ -114,20 +101,8 @@ func TestConcurrentStartsOfOneTenant(t *testing.T) {
 	for i := range browsers {
 		browsers[i] = e.browser(fmt.Sprint("user", i), "acme")
 	}
-	var mu sync.Mutex
-	codes := map[int]int{}
-	failed, first := testutil.Concurrently(60, 16, func(i int) error {
-		res, err := browsers[i].Client.Get(e.URL() + "/connect/fake/start?source=Salesforce")
-		if err != nil {
-			return err
-		}
-		res.Body.Close()
-		mu.Lock()
-		codes[res.StatusCode]++
-		mu.Unlock()
-		return nil
-	})
-	require.Zero(t, failed, first)
+	codes, err := testutil.GetAll(60, func(i int) *http.Client { return browsers[i].Client }, e.URL()+"/connect/fake/start?source=Salesforce")
+	require.NoError(t, err)
 	require.Equal(t, map[int]int{http.StatusFound: 20, http.StatusTooManyRequests: 40}, codes)
 	require.Equal(t, 20, e.fake.Calls().Begin)
 }

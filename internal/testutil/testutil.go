@@ -5,6 +5,7 @@ package testutil
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"net/http"
 	"sync"
 )
 
@@ -47,4 +48,24 @@ func Concurrently(n, workers int, fn func(i int) error) (failed int, first error
 	}
 	wg.Wait()
 	return failed, first
+}
+
+// GetAll sends n GETs of url, 16 at a time, the i-th through client(i),
+// and counts the answers by status. It returns the first request that
+// failed to get an answer, if any.
+func GetAll(n int, client func(i int) *http.Client, url string) (map[int]int, error) {
+	var mu sync.Mutex
+	codes := map[int]int{}
+	_, first := Concurrently(n, 16, func(i int) error {
+		res, err := client(i).Get(url)
+		if err != nil {
+			return err
+		}
+		res.Body.Close()
+		mu.Lock()
+		codes[res.StatusCode]++
+		mu.Unlock()
+		return nil
+	})
+	return codes, first
 }

@@ -519,14 +519,20 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
 	page(w, r, out, func(c Connection) string { return c.ID }, func(c Connection) any { return c.view(false) })
 }
 
+// byPath returns the item of m named by the path's id, or answers 404 as
+// Fivetran does, with code and what naming the kind of item.
+func byPath[T any](w http.ResponseWriter, r *http.Request, m map[string]*T, code, what string) *T {
+	v := m[r.PathValue("id")]
+	if v == nil {
+		fail(w, http.StatusNotFound, code, what+" with id '"+r.PathValue("id")+"' doesn't exist")
+	}
+	return v
+}
+
 // find returns the connection named by the path, or answers 404. Called
 // with s.mu held.
 func (s *Server) find(w http.ResponseWriter, r *http.Request) *Connection {
-	c := s.conns[r.PathValue("id")]
-	if c == nil {
-		fail(w, http.StatusNotFound, "NotFound_Connector", "Connection with id '"+r.PathValue("id")+"' doesn't exist")
-	}
-	return c
+	return byPath(w, r, s.conns, "NotFound_Connector", "Connection")
 }
 
 func (s *Server) getConnection(w http.ResponseWriter, r *http.Request) {
@@ -626,12 +632,10 @@ func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request) {
 	page(w, r, out, func(h Webhook) string { return h.ID }, func(h Webhook) any { return h.view() })
 }
 
+// findWebhook returns the webhook named by the path, or answers 404.
+// Called with s.mu held.
 func (s *Server) findWebhook(w http.ResponseWriter, r *http.Request) *Webhook {
-	h := s.webhooks[r.PathValue("id")]
-	if h == nil {
-		fail(w, http.StatusNotFound, "NotFound_Webhook", "Webhook with id '"+r.PathValue("id")+"' doesn't exist")
-	}
-	return h
+	return byPath(w, r, s.webhooks, "NotFound_Webhook", "Webhook")
 }
 
 func (s *Server) getWebhook(w http.ResponseWriter, r *http.Request) {
