@@ -96,7 +96,7 @@ var (
 		"The data provider did not accept this setup, for example because the data source is not available or the name is already in use. Check what you chose and start again.")
 	// ErrStore is a failing flow or connection store.
 	ErrStore = newKind(http.StatusServiceUnavailable, "store unavailable",
-		"Your connection could not be saved right now. Please try again in a moment.")
+		"Your connection setup could not be saved or read right now. Please try again in a moment.")
 	// ErrSession is a failing session store.
 	ErrSession = newKind(http.StatusServiceUnavailable, "session store unavailable",
 		"Your session could not be loaded or saved right now. Please try again in a moment.")

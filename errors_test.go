@@ -25,7 +25,7 @@ func TestKindsCarryStatusAndMessage(t *testing.T) {
 		status int
 		says   string
 	}{
-		{fmt.Errorf("%w: %w", onboard.ErrStore, secret), http.StatusServiceUnavailable, "could not be saved"},
+		{fmt.Errorf("%w: %w", onboard.ErrStore, secret), http.StatusServiceUnavailable, "could not be saved or read"},
 		{fmt.Errorf("%w: %w", onboard.ErrRefused, secret), http.StatusUnprocessableEntity, "did not accept"},
 		{fmt.Errorf("%w: %w", onboard.ErrProvider, secret), http.StatusBadGateway, "could not be reached"},
 		{fmt.Errorf("%w: %w", onboard.ErrSession, secret), http.StatusServiceUnavailable, "session"},

@@ -110,7 +110,7 @@ func ExampleStatusCode() {
 	fmt.Println(onboard.Message(err))
 	// Output:
 	// 503
-	// Your connection could not be saved right now. Please try again in a moment.
+	// Your connection setup could not be saved or read right now. Please try again in a moment.
 }
 
 // StartURL builds the links and form actions of an app's connect page.

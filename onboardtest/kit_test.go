@@ -1,6 +1,7 @@
 package onboardtest_test
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -54,4 +55,16 @@ func TestBrowserPostsFromItsSite(t *testing.T) {
 	res := b.PostForm(app.URL()+"/connect/cdata/start", map[string][]string{"source": {"Salesforce"}})
 	require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
 	require.True(t, strings.HasPrefix(res.Location, emu.CDataURL+"/"), res.Location)
+}
+
+// TestServeApp: the handler is built for the URL it is then served at.
+func TestServeApp(t *testing.T) {
+	var built string
+	app := onboardtest.ServeApp(t, func(url string) http.Handler {
+		built = url
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "served") })
+	})
+	require.Equal(t, app, built)
+	res := onboardtest.NewBrowser(t).Get(app + "/")
+	require.Equal(t, "served", res.Body)
 }

@@ -13,11 +13,13 @@
 //
 // An app tests its own connect page in a few lines:
 //
-//	emu := onboardtest.NewEmulators(t)
-//	app := httptest.NewServer(myapp.Routes(emu.Providers()...)) // the app builds onboard with them
+//	emu := onboardtest.NewEmulators(t, nil)
+//	app := onboardtest.ServeApp(t, func(url string) http.Handler {
+//		return myapp.Routes(url+"/connect", emu.Providers()) // the app builds onboard with them
+//	})
 //	b := onboardtest.NewBrowser(t)
-//	b.PostForm(app.URL+"/login", url.Values{"user": {"alice"}})
-//	hosted := b.Get(app.URL + "/connect/cdata/start?source=Salesforce").Location
+//	b.PostForm(app+"/login", url.Values{"user": {"alice"}, "tenant": {"acme"}})
+//	hosted := b.Get(app + "/connect/cdata/start?source=Salesforce").Location
 //	back, err := emu.Finish(t.Context(), b, hosted, onboard.Connected)
 //	res := b.Get(back) // 303 to the app's page, which reads ob.Outcome
 package onboardtest
@@ -101,7 +103,18 @@ func (b *Browser) PostForm(u string, form url.Values) Response {
 
 // Serve serves h on loopback until the test ends and returns its URL.
 func Serve(t testing.TB, h http.Handler) string {
-	s := httptest.NewServer(h)
+	return ServeApp(t, func(string) http.Handler { return h })
+}
+
+// ServeApp serves, on loopback until the test ends, the handler that build
+// returns for the server's URL, and returns that URL: for an app whose
+// onboard Config.URL must name the address it is served at.
+//
+//	app := onboardtest.ServeApp(t, func(url string) http.Handler { return newApp(url+"/connect", emu.Providers()) })
+func ServeApp(t testing.TB, build func(url string) http.Handler) string {
+	s := httptest.NewUnstartedServer(nil)
+	s.Config.Handler = build("http://" + s.Listener.Addr().String())
+	s.Start()
 	t.Cleanup(s.Close)
 	return s.URL
 }

@@ -65,7 +65,7 @@
 //	sql.Open("sqlite", "file:onboard.db?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
 //
 // Apply the schema with [Store.Migrate], or by hand: [Migrations] returns
-// it, and the README shows it.
+// it, and store/sqlstore/README.md shows each file as applied.
 package sqlstore
 
 import (

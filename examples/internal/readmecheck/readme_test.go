@@ -20,20 +20,24 @@ import (
 
 // imports maps the package names the snippets use to their paths.
 var imports = map[string]string{
-	"scs":         "github.com/alexedwards/scs/v2",
-	"chi":         "github.com/go-chi/chi/v5",
-	"onboard":     "github.com/onboardkit/onboard",
-	"middleware":  "github.com/onboardkit/onboard/middleware",
-	"cdata":       "github.com/onboardkit/onboard/providers/cdata",
-	"fivetran":    "github.com/onboardkit/onboard/providers/fivetran",
-	"emulate":     "github.com/onboardkit/onboard/providers/emulate",
-	"onboardtest": "github.com/onboardkit/onboard/onboardtest",
-	"errors":      "errors",
-	"fmt":         "fmt",
-	"http":        "net/http",
-	"url":         "net/url",
-	"testing":     "testing",
-	"time":        "time",
+	"scs":          "github.com/alexedwards/scs/v2",
+	"chi":          "github.com/go-chi/chi/v5",
+	"onboard":      "github.com/onboardkit/onboard",
+	"middleware":   "github.com/onboardkit/onboard/middleware",
+	"cdata":        "github.com/onboardkit/onboard/providers/cdata",
+	"fivetran":     "github.com/onboardkit/onboard/providers/fivetran",
+	"emulate":      "github.com/onboardkit/onboard/providers/emulate",
+	"cdatatest":    "github.com/onboardkit/onboard/providers/cdata/cdatatest",
+	"fivetrantest": "github.com/onboardkit/onboard/providers/fivetran/fivetrantest",
+	"rsa":          "crypto/rsa",
+	"rand":         "crypto/rand",
+	"onboardtest":  "github.com/onboardkit/onboard/onboardtest",
+	"errors":       "errors",
+	"fmt":          "fmt",
+	"http":         "net/http",
+	"url":          "net/url",
+	"testing":      "testing",
+	"time":         "time",
 }
 
 // placeholders are what the snippets take as given: the app's own values.
@@ -62,7 +66,7 @@ var (
 	key, secret, webhookSecret      string
 	meterProvider                   metric.MeterProvider
 	tracerProvider                  trace.TracerProvider
-	newApp                          func([]onboard.Provider) http.Handler
+	newApp                          func(string, []onboard.Provider) http.Handler
 )
 `
 
