@@ -44,6 +44,12 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 		if !f.Reconnect && (f.Outcome == Abandoned || f.Outcome == Revoked) {
 			o.cleanup(ctx, *f)
 		}
+		if f.Outcome == Abandoned && f.Expired(o.cfg.Now()) {
+			// Settled because it expired: say so, with a way to start
+			// again, as for an expired flow not settled yet.
+			o.fail(w, r, f, ErrFlowExpired, "flow", id)
+			return
+		}
 		o.showResult(w, r, f)
 		return
 	}

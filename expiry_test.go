@@ -93,3 +93,21 @@ func TestExpiryWithTheWallClock(t *testing.T) {
 	require.Equal(t, onboard.Abandoned, e.flow(late).Outcome)
 	require.Len(t, e.fake.Connections(), 1, "only the connection of the flow that came back in time")
 }
+
+// TestExpiredAfterTheRunnerSettledIt: a flow the runner settled because it
+// expired is still answered 410 with a way to start again when its browser
+// comes back, not shown as abandoned.
+func TestExpiredAfterTheRunnerSettledIt(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	back := b.finish(b.start("source=Salesforce&name=Sales"), onboard.Connected)
+	e.clock.Add(onboard.DefaultFlowTTL + time.Second)
+	rep, err := e.Onboarder.RunOnce(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Settled)
+	res := b.get(back)
+	require.Equal(t, http.StatusGone, res.Code, res.Body)
+	require.Contains(t, res.Body, "source=Salesforce")
+	require.Empty(t, e.Connections("acme"))
+	require.Empty(t, e.fake.Connections(), "what the flow made is removed")
+}

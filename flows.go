@@ -66,16 +66,23 @@ func (o *Onboarder) settle(ctx context.Context, f Flow, outcome State, why strin
 	if outcome != Revoked {
 		o.cfg.Hooks.fire(ctx, c, false)
 	}
+	f.State, f.Outcome = FlowDone, outcome
 	return !cleanup || o.cleanup(ctx, f), nil
 }
 
 // cleanup removes what a done flow made at the provider and clears the
 // flow's Cleanup. A failure is logged; the runner tries again.
+//
+// An abandoned flow keeps its Cleanup until it expires: its hosted page
+// can still make something after it was settled (a user who finishes the
+// page of a flow a newer start replaced, or a Begin still running when
+// the flow was settled), and the runner's pass after the flow expired
+// removes that too.
 func (o *Onboarder) cleanup(ctx context.Context, f Flow) bool {
 	pctx, end := o.tel.provider(ctx, f.Provider, "Cancel")
 	err := classify(o.providers[f.Provider].Cancel(pctx, f), ErrProvider)
 	end(err)
-	if err == nil {
+	if err == nil && !o.awaitsExpiry(f) {
 		err = o.cfg.Store.SetCleanup(ctx, f.ID, false)
 	}
 	if err != nil {
@@ -84,6 +91,12 @@ func (o *Onboarder) cleanup(ctx context.Context, f Flow) bool {
 		return false
 	}
 	return true
+}
+
+// awaitsExpiry reports whether done flow f is an abandoned flow that has
+// not expired yet, whose Cleanup is kept until it has (see cleanup).
+func (o *Onboarder) awaitsExpiry(f Flow) bool {
+	return f.Outcome == Abandoned && !f.Expired(o.cfg.Now())
 }
 
 // quarantine handles a flow that came back in a browser that did not

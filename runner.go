@@ -28,7 +28,9 @@ type Report struct {
 }
 
 // RunOnce does one pass of the background work, in this order:
-//   - it retries the provider cleanup of flows whose cleanup failed;
+//   - it retries the provider cleanup of flows whose cleanup failed, and
+//     cleans up again abandoned flows that have expired since (what their
+//     hosted page made after they were settled);
 //   - it settles expired pending flows (their browser never came back) as
 //     abandoned and removes what they made at the provider: it never
 //     attaches a connection, whatever the provider holds, since only the
@@ -52,9 +54,18 @@ func (o *Onboarder) RunOnce(ctx context.Context) (Report, error) {
 		}
 	}
 
+	// Flows to clean up: those expired first, then the others, except
+	// abandoned flows that have not expired yet (cleaned once they have).
+	expired, err := o.cfg.Store.Flows(ctx, FlowQuery{Cleanup: true, ExpiredBefore: now, Limit: runBatch})
+	note(classify(err, ErrStore))
 	dirty, err := o.cfg.Store.Flows(ctx, FlowQuery{Cleanup: true, Limit: runBatch})
 	note(classify(err, ErrStore))
-	for _, f := range dirty {
+	seen := make(map[string]bool, len(expired))
+	for _, f := range append(expired, dirty...) {
+		if seen[f.ID] || o.awaitsExpiry(f) {
+			continue
+		}
+		seen[f.ID] = true
 		if !o.runStep(ctx, func(ctx context.Context) bool { return o.cleanup(ctx, f) }) {
 			note(fmt.Errorf("%w: flow %s: cleanup failed again", ErrProvider, f.ID))
 			continue

@@ -65,9 +65,10 @@ func (s *flakySessions) failCommit(n int) {
 }
 
 type rigOptions struct {
-	timeout time.Duration // the onboard deadline; default 20 s
-	client  time.Duration // the provider's per-request timeout; default 300 ms
-	retries int           // the provider's retries; default none
+	timeout  time.Duration // the onboard deadline; default 20 s
+	client   time.Duration // the provider's per-request timeout; default 300 ms
+	retries  int           // the provider's retries; default none
+	perOwner int           // Config.MaxFlowsPerOwner; default onboard's
 }
 
 func newRig(t *testing.T, name string, o rigOptions) *rig {
@@ -109,6 +110,9 @@ func newRig(t *testing.T, name string, o rigOptions) *rig {
 			c.Now = r.clock.Now
 			if o.timeout != 0 {
 				c.Timeout = o.timeout
+			}
+			if o.perOwner != 0 {
+				c.MaxFlowsPerOwner = o.perOwner
 			}
 		}})
 	return r
@@ -290,6 +294,54 @@ func TestRateLimitedCreateIsRetried(t *testing.T) {
 			back := r.flow(t, b, "HubSpot")
 			require.Equal(t, http.StatusSeeOther, b.Get(back).Code)
 			require.Len(t, r.app.Connections("acme"), 2)
+		})
+	}
+}
+
+// TestReplacedFlowLeavesNothing: a start past the owner's cap settles the
+// oldest flow, whose hosted page the user may still finish, or whose Begin
+// may still be running; once that flow has expired, the runner removes
+// what it made, and its return is told it expired.
+func TestReplacedFlowLeavesNothing(t *testing.T) {
+	for _, provider := range []string{"cdata", "fivetran"} {
+		t.Run(provider+"/page finished after the flow was replaced", func(t *testing.T) {
+			r := newRig(t, provider, rigOptions{perOwner: 1})
+			b := r.app.Browser("alice", "acme")
+			held := r.held()
+			hostedA := b.Start(r.app, provider, "source=Salesforce")
+			backB := r.flow(t, b, "HubSpot")     // replaces A
+			backA, fillErr := r.fill(b, hostedA) // the user finishes A's page in its tab
+			require.Equal(t, http.StatusSeeOther, b.Get(backB).Code)
+			held++ // B's connection
+
+			r.clock.Add(onboard.DefaultFlowTTL + time.Second)
+			rep, err := r.app.Onboarder.RunOnce(context.Background())
+			require.NoError(t, err)
+			require.Equal(t, held, r.held(), "what A's page made is removed once A expired (cleaned %d)", rep.Cleaned)
+			require.Len(t, r.app.Connections("acme"), 1)
+			if fillErr == nil {
+				res := b.Get(backA)
+				require.Equal(t, http.StatusGone, res.Code, res.Body)
+				require.Contains(t, res.Body, "Start again")
+			}
+		})
+		t.Run(provider+"/replaced while its Begin runs", func(t *testing.T) {
+			r := newRig(t, provider, rigOptions{perOwner: 1, client: 5 * time.Second})
+			b := r.app.Browser("alice", "acme")
+			require.Equal(t, http.StatusSeeOther, b.Get(r.flow(t, b, "Salesforce")).Code) // the account or group exists
+			held := r.held()
+			r.api.Fail(emulate.Fault{Delay: 400 * time.Millisecond}) // A's first call
+			done := make(chan int)
+			go func() { done <- b.Get(r.app.URL() + "/connect/" + provider + "/start?source=HubSpot").Code }()
+			time.Sleep(150 * time.Millisecond)
+			require.Equal(t, http.StatusSeeOther, b.Get(r.flow(t, b, "Salesforce")).Code) // B replaces A, then returns
+			require.Equal(t, http.StatusFound, <-done)
+			held++ // B's connection
+
+			r.clock.Add(onboard.DefaultFlowTTL + time.Second)
+			_, err := r.app.Onboarder.RunOnce(context.Background())
+			require.NoError(t, err)
+			require.Equal(t, held, r.held(), "what A's Begin made after A was replaced is removed once A expired")
 		})
 	}
 }
