@@ -61,7 +61,7 @@ func TestWalkAwaysNeverLockOut(t *testing.T) {
 		f := e.flow(id)
 		if i < 7 {
 			require.Equal(t, onboard.Abandoned, f.Outcome, "flow %d", i)
-			require.False(t, f.Cleanup)
+			require.True(t, f.Cleanup, "flow %d: cleaned up again once it expires", i)
 		} else {
 			require.Equal(t, onboard.FlowPending, f.State, "flow %d", i)
 		}
@@ -77,6 +77,15 @@ func TestWalkAwaysNeverLockOut(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, onboard.Abandoned, c.State)
 	require.Empty(t, e.Connections("acme"))
+	// Once they expired, the runner cleans the replaced flows up again
+	// and clears their Cleanup.
+	e.clock.Add(onboard.DefaultFlowTTL)
+	rep, err := e.Onboarder.RunOnce(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 7, rep.Cleaned)
+	for _, id := range ids[:7] {
+		require.False(t, e.flow(id).Cleanup)
+	}
 }
 
 // TestConcurrentStartsOfOneOwner: 60 starts at once by one owner with a
