@@ -50,7 +50,7 @@ func TestTwoTabsAtOnce(t *testing.T) {
 // reverse order, all complete; the session is written once for all of
 // them, and the app's own session data is untouched.
 func TestManyFlowsInOneBrowser(t *testing.T) {
-	e := newEnv(t, func(c *onboard.Config) { c.MaxFlowsPerOwner = 50 })
+	e := newEnv(t) // the default cap per owner holds 50 flows
 	b := e.browser("alice", "acme")
 	signIn := e.sessions.count()
 	var backs []string

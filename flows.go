@@ -7,8 +7,9 @@ import (
 )
 
 // evictTries bounds how often a start at the owner's cap settles an older
-// flow and asks again (concurrent starts of one owner race for slots).
-const evictTries = 4
+// flow and asks again: concurrent starts of one owner race for the slots
+// their evictions free, and every round admits at least one of them.
+const evictTries = 64
 
 // admit saves a new flow through the Store's atomic admission. At the
 // owner's cap it settles the owner's oldest pending flow as abandoned and
@@ -19,7 +20,7 @@ func (o *Onboarder) admit(ctx context.Context, f Flow) error {
 	lim := Limits{PerOwner: o.cfg.MaxFlowsPerOwner, PerTenant: o.cfg.MaxFlowsPerTenant}
 	for try := 1; ; try++ {
 		err := o.cfg.Store.CreateFlow(ctx, f, lim)
-		if !errors.Is(err, ErrOwnerLimit) || try == evictTries {
+		if !errors.Is(err, ErrOwnerLimit) || try == evictTries || ctx.Err() != nil {
 			return classify(err, ErrStore)
 		}
 		if err := o.evictOldest(ctx, f.Owner, f.CreatedAt); err != nil {
@@ -38,7 +39,10 @@ func (o *Onboarder) evictOldest(ctx context.Context, owner Owner, now time.Time)
 	}
 	for _, old := range flows {
 		_, err := o.settle(ctx, old, Abandoned, "replaced by a newer start of the same user")
-		if err != nil && !errors.Is(err, ErrFlowUsed) {
+		switch {
+		case errors.Is(err, ErrFlowUsed):
+			continue // settled by a concurrent start, or its browser came back
+		case err != nil:
 			return err
 		}
 		if !old.Expired(now) {

@@ -350,7 +350,7 @@ func (h Hooks) fire(ctx context.Context, c Connection, deleted bool) {
 const (
 	DefaultFlowTTL           = 30 * time.Minute
 	DefaultTimeout           = 20 * time.Second
-	DefaultMaxFlowsPerOwner  = 20
+	DefaultMaxFlowsPerOwner  = 50
 	DefaultMaxFlowsPerTenant = 500
 	DefaultRetain            = 24 * time.Hour
 	DefaultRefreshEvery      = time.Hour
@@ -376,7 +376,7 @@ type Config struct {
 	// MaxFlowsPerOwner caps one owner's pending flows. A start beyond it
 	// settles the owner's oldest pending flow as abandoned (removing what
 	// it made at the provider), so a user who walked away from earlier
-	// setups is never locked out. Default 20.
+	// setups is never locked out. Default 50.
 	MaxFlowsPerOwner int
 	// MaxFlowsPerTenant caps one tenant's pending flows. A start beyond it
 	// is refused with 429 before the provider is asked for anything, so
