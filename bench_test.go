@@ -260,6 +260,7 @@ func (t *benchTarget) signIn(i int) (string, error) {
 func benchRequest(target, cookie string) *http.Request {
 	r := httptest.NewRequest(http.MethodGet, target, nil)
 	r.Header.Set("Cookie", cookie)
+	r.Header.Set("Sec-Fetch-Site", "same-origin") // a link on the app's page, as browsers mark it
 	return r
 }
 

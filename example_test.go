@@ -72,7 +72,11 @@ func Example() {
 	browser := &http.Client{Jar: jar}
 	res, _ := browser.Get(app.URL + "/login")
 	res.Body.Close()
-	res, _ = browser.Get(app.URL + ob.StartURL("fake", onboard.StartOptions{Source: "Salesforce"}))
+	// A link on the app's own page: browsers mark it Sec-Fetch-Site:
+	// same-origin (a start from another site gets a confirmation page).
+	req, _ := http.NewRequest(http.MethodGet, app.URL+ob.StartURL("fake", onboard.StartOptions{Source: "Salesforce"}), nil)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	res, _ = browser.Do(req)
 	page, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	fmt.Println(string(page))

@@ -83,6 +83,7 @@ func FuzzStart(f *testing.F) {
 	f.Add(strings.Repeat("source=x&", 1000))
 	f.Fuzz(func(t *testing.T, rawQuery string) {
 		req := request(http.MethodGet, u, "/connect/fake/start", rawQuery, cookies).WithContext(t.Context())
+		req.Header.Set("Sec-Fetch-Site", "same-origin") // a link on this site
 		rec := httptest.NewRecorder()
 		e.Server.Config.Handler.ServeHTTP(rec, req)
 		switch {

@@ -184,10 +184,13 @@ func checkValues(v url.Values) error {
 
 // needsConfirm reports whether a GET start must not start directly: the
 // browser marks it as coming from another site (Sec-Fetch-Site cross-site
-// or same-site, or an Origin of another host), or it is a HEAD or a
-// prefetch, which must have no effect. Same-origin links, typed URLs and
-// bookmarks start directly.
-func needsConfirm(r *http.Request) bool {
+// or same-site), or it is a HEAD or a prefetch, which must have no effect.
+// Same-origin links, typed URLs and bookmarks (Sec-Fetch-Site same-origin
+// or none) start directly. A browser that sends no Fetch Metadata (an
+// older one) starts directly only from a page of this site, as its Referer
+// and Origin say; anything else, a link with no Referer included, gets
+// the confirmation page.
+func (o *Onboarder) needsConfirm(r *http.Request) bool {
 	if r.Method == http.MethodHead {
 		return true
 	}
@@ -200,12 +203,20 @@ func needsConfirm(r *http.Request) bool {
 	case "same-origin", "none":
 		return false
 	}
-	origin := r.Header.Get("Origin")
-	if origin == "" || origin == "null" {
-		return origin == "null"
+	if origin := r.Header.Get("Origin"); origin != "" && !o.ownPage(r, origin) {
+		return true
 	}
-	u, err := url.Parse(origin)
-	return err != nil || u.Host != r.Host
+	return !o.ownPage(r, r.Header.Get("Referer"))
+}
+
+// ownPage reports whether page (a Referer or Origin) is of this site: the
+// host the request came to, or the host of Config.URL.
+func (o *Onboarder) ownPage(r *http.Request, page string) bool {
+	u, err := url.Parse(page)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return false
+	}
+	return u.Host == r.Host || u.Host == o.host
 }
 
 // wantsJSON reports whether a start asks for the hosted page's URL as
@@ -238,7 +249,7 @@ func (o *Onboarder) start(w http.ResponseWriter, r *http.Request) {
 		o.fail(w, r, nil, err)
 		return
 	}
-	if r.Method != http.MethodPost && needsConfirm(r) {
+	if r.Method != http.MethodPost && o.needsConfirm(r) {
 		// No flow and no provider call until the user confirms on a page
 		// of this site.
 		w.Header().Set("Cache-Control", "no-store")

@@ -440,6 +440,7 @@ type Onboarder struct {
 	tel       *telemetry
 	baseURL   string // Config.URL without a trailing slash
 	basePath  string // its path
+	host      string // its host
 	origin    string // its scheme and host
 	providers map[string]Provider
 }
@@ -543,7 +544,7 @@ func New(cfg Config) (*Onboarder, error) {
 	if cfg.MeterProvider != nil {
 		cfg.Store = timedStore{s: cfg.Store, t: tel}
 	}
-	o := &Onboarder{cfg: cfg, tel: tel, baseURL: base.String(), basePath: base.Path,
+	o := &Onboarder{cfg: cfg, tel: tel, baseURL: base.String(), basePath: base.Path, host: base.Host,
 		origin: base.Scheme + "://" + base.Host, providers: providers}
 	if o.cfg.Error == nil {
 		o.cfg.Error = http.HandlerFunc(o.defaultError)

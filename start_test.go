@@ -36,7 +36,10 @@ func (b *browser) do(method, target, body string, header map[string]string) (*ht
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	res, err := b.Client.Do(req)
+	// The kit's browser marks requests as a modern browser does; this one
+	// sends exactly the headers given, as an older browser may.
+	c := &http.Client{Jar: b.Client.Jar, CheckRedirect: b.Client.CheckRedirect}
+	res, err := c.Do(req)
 	require.NoError(b.T, err)
 	defer res.Body.Close()
 	data, _ := io.ReadAll(res.Body)
@@ -61,13 +64,20 @@ func TestCrossSiteGetStartNeedsConfirmation(t *testing.T) {
 		{"HEAD", "HEAD", nil, true},
 		{"same-origin link", "GET", map[string]string{"Sec-Fetch-Site": "same-origin"}, false},
 		{"typed URL or bookmark", "GET", map[string]string{"Sec-Fetch-Site": "none"}, false},
-		{"no fetch metadata", "GET", nil, false},
+		{"old browser, link on this site", "GET", map[string]string{"Referer": "{app}/connections"}, false},
+		{"old browser, link on another site", "GET", map[string]string{"Referer": "https://evil.example/page"}, true},
+		{"old browser, link with no Referer", "GET", nil, true},
+		{"old browser, foreign Origin, own Referer", "GET", map[string]string{"Origin": "https://evil.example", "Referer": "{app}/x"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
 			b := e.browser("alice", "acme")
-			res, body := b.do(tt.method, e.URL()+"/connect/fake/start?source=Salesforce&name=My+Sales&return_to=%2Fs", "", tt.header)
+			header := map[string]string{}
+			for k, v := range tt.header {
+				header[k] = strings.ReplaceAll(v, "{app}", e.URL())
+			}
+			res, body := b.do(tt.method, e.URL()+"/connect/fake/start?source=Salesforce&name=My+Sales&return_to=%2Fs", "", header)
 			if !tt.confirm {
 				require.Equal(t, http.StatusFound, res.StatusCode, body)
 				require.Equal(t, 1, e.fake.Calls().Begin)
@@ -205,7 +215,9 @@ func TestMissingSessionMiddleware(t *testing.T) {
 	})
 	require.NoError(t, err)
 	rec := httptest.NewRecorder()
-	ob.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/connect/fake/start", nil))
+	req := httptest.NewRequest("GET", "/connect/fake/start", nil)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	ob.Handler().ServeHTTP(rec, req)
 	require.Equal(t, http.StatusInternalServerError, rec.Code)
 	require.Contains(t, rec.Body.String(), "Sessions are not set up")
 	require.Zero(t, p.Calls().Begin)

@@ -60,9 +60,21 @@ type Browser struct {
 func NewBrowser(t testing.TB) *Browser {
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
-	return &Browser{T: t, Client: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	}}}
+	return &Browser{T: t, Client: &http.Client{Jar: jar, Transport: fetchMetadata{http.DefaultTransport},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+// fetchMetadata marks each request that does not say where it comes from
+// with Sec-Fetch-Site: none, as a browser marks a typed URL; browsers send
+// Fetch Metadata on every request.
+type fetchMetadata struct{ next http.RoundTripper }
+
+func (t fetchMetadata) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Sec-Fetch-Site") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Sec-Fetch-Site", "none")
+	}
+	return t.next.RoundTrip(r)
 }
 
 // Response is what a browser got.
@@ -81,7 +93,7 @@ func (b *Browser) do(req *http.Request) Response {
 	return Response{res.StatusCode, res.Header.Get("Location"), string(body)}
 }
 
-// Get fetches u, as a link of the same site or a typed URL would.
+// Get fetches u, as a typed URL does (Sec-Fetch-Site: none).
 func (b *Browser) Get(u string) Response {
 	b.T.Helper()
 	req, err := http.NewRequest(http.MethodGet, u, nil)

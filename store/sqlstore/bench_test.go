@@ -279,6 +279,7 @@ func pgRequest(b *testing.B, target, cookie string) *http.Request {
 	b.Cleanup(cancel)
 	r := httptest.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	r.Header.Set("Cookie", cookie)
+	r.Header.Set("Sec-Fetch-Site", "same-origin") // a link on the app's page, as browsers mark it
 	return r
 }
 
