@@ -60,7 +60,7 @@ type Options struct {
 type Store struct {
 	maxFlows int
 
-	mu    sync.RWMutex // read-locked by the calls that change nothing
+	mu    sync.Mutex
 	flows map[string]onboard.Flow
 	// pending orders the pending flows by ExpiresAt, and done the done
 	// flows whose Cleanup is clear: those Prune and MaxFlows may drop.
@@ -105,8 +105,8 @@ func New(opt Options) *Store {
 
 // Len returns how many flows the store holds.
 func (s *Store) Len() int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return len(s.flows)
 }
 
@@ -178,8 +178,8 @@ func (s *Store) Flow(ctx context.Context, id string) (onboard.Flow, bool, error)
 	if err := ctx.Err(); err != nil {
 		return onboard.Flow{}, false, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	f, ok := s.flows[id]
 	return f, ok, nil
 }
@@ -189,8 +189,8 @@ func (s *Store) Flows(ctx context.Context, q onboard.FlowQuery) ([]onboard.Flow,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var out []onboard.Flow
 	match := func(f onboard.Flow) bool {
 		return (q.Owner.IsZero() || f.Owner == q.Owner) && (q.ExpiredBefore.IsZero() || f.ExpiresAt.Before(q.ExpiredBefore))
@@ -358,8 +358,8 @@ func (s *Store) FindConnection(ctx context.Context, provider, id string) (onboar
 	if err := ctx.Err(); err != nil {
 		return onboard.Connection{}, false, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	c, ok := s.conns[connKey{provider, id}]
 	return c, ok, nil
 }
@@ -369,8 +369,8 @@ func (s *Store) Connections(ctx context.Context, q onboard.ConnectionQuery) ([]o
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var out []onboard.Connection
 	keep := func(c onboard.Connection) bool {
 		return !c.Owner.IsZero() && (q.Provider == "" || c.Provider == q.Provider)
