@@ -86,9 +86,10 @@ var (
 	ErrForged = newKind(http.StatusForbidden, "return does not match the provider's records",
 		"The data provider does not confirm this connection.")
 	// ErrProvider is a provider that cannot be reached, times out, is
-	// rate-limited past the deadline or answers junk.
+	// rate-limited past the deadline, answers junk, or refuses this app's
+	// own credentials (401, 403): a fault the user cannot fix.
 	ErrProvider = newKind(http.StatusBadGateway, "provider unavailable",
-		"The data provider could not be reached. Please try again in a moment.")
+		"The data provider could not be reached, or did not accept this site's request. Please try again in a moment; if it keeps failing, contact this site's support.")
 	// ErrRefused is a provider refusing the request itself (a 4xx other
 	// than authentication and rate limiting): an unknown data source, a
 	// name already in use.

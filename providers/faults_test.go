@@ -28,6 +28,7 @@ import (
 // fault knobs and a way to count what the emulator holds.
 type rig struct {
 	name     string
+	provider onboard.Provider
 	app      *onboardtest.App
 	api      *emulate.API
 	store    *onboardtest.FaultyStore
@@ -105,6 +106,7 @@ func newRig(t *testing.T, name string, o rigOptions) *rig {
 		}
 		r.held = func() int { return len(emu.All()) }
 	}
+	r.provider = p
 	r.app = onboardtest.New(t, onboardtest.Options{Providers: []onboard.Provider{p}, Store: r.store, SessionStore: r.sessions,
 		Config: func(c *onboard.Config) {
 			c.Now = r.clock.Now
@@ -342,6 +344,41 @@ func TestReplacedFlowLeavesNothing(t *testing.T) {
 			_, err := r.app.Onboarder.RunOnce(context.Background())
 			require.NoError(t, err)
 			require.Equal(t, held, r.held(), "what A's Begin made after A was replaced is removed once A expired")
+		})
+	}
+}
+
+// TestDeadlineHoldsOnASharedLookup: a start that joins a lookup of the
+// tenant's sub-account or group begun by another caller with no deadline
+// (a page listing data sources, say) still answers within its own
+// deadline.
+func TestDeadlineHoldsOnASharedLookup(t *testing.T) {
+	for _, provider := range []string{"cdata", "fivetran"} {
+		t.Run(provider, func(t *testing.T) {
+			r := newRig(t, provider, rigOptions{timeout: 400 * time.Millisecond, client: 10 * time.Second})
+			b := r.app.Browser("alice", "acme")
+			r.api.SetDelay(1500 * time.Millisecond)
+			defer r.api.SetDelay(0)
+			lookup := make(chan error, 1)
+			go func() {
+				var err error
+				switch p := r.provider.(type) {
+				case *cdata.Provider:
+					_, err = p.Sources(context.Background(), "acme")
+				case *fivetran.Provider:
+					_, err = p.GroupID(context.Background(), "acme")
+				}
+				lookup <- err
+			}()
+			time.Sleep(100 * time.Millisecond) // the lookup is under way
+			start := time.Now()
+			res := b.Get(r.app.URL() + "/connect/" + provider + "/start?source=Salesforce")
+			took := time.Since(start)
+			require.Equal(t, http.StatusBadGateway, res.Code, res.Body)
+			require.Less(t, took, time.Second, "the start's own deadline, not the shared lookup's")
+			err := <-lookup // the emulator may refuse the partner's source list; it answered
+			require.NotErrorIs(t, err, context.DeadlineExceeded, "the other caller's lookup went on to its answer")
+			require.NotErrorIs(t, err, context.Canceled)
 		})
 	}
 }

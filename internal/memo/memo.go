@@ -4,6 +4,7 @@
 package memo
 
 import (
+	"context"
 	"errors"
 	"sync"
 
@@ -21,20 +22,20 @@ type Strings struct {
 }
 
 // Get returns the value of key, calling find once for all concurrent
-// callers when it is not known yet. Errors and empty values are not
-// remembered.
-func (s *Strings) Get(key string, find func() (string, error)) (string, error) {
+// callers when it is not known yet (see [Do]). Errors and empty values are
+// not remembered.
+func (s *Strings) Get(ctx context.Context, key string, find func() (string, error)) (string, error) {
 	s.mu.Lock()
 	v, ok := s.m[key]
 	s.mu.Unlock()
 	if ok {
 		return v, nil
 	}
-	r, err, _ := s.group.Do(key, func() (any, error) { return find() })
+	v, err := Do(ctx, &s.group, key, find)
 	if err != nil {
 		return "", err
 	}
-	if v = r.(string); v == "" {
+	if v == "" {
 		return "", ErrEmpty
 	}
 	s.Set(key, v)
@@ -49,4 +50,28 @@ func (s *Strings) Set(key, v string) {
 		s.m = make(map[string]string)
 	}
 	s.m[key] = v
+}
+
+// Do calls fn once for all concurrent callers of key in g, as
+// singleflight does, but each caller waits at most until its own ctx
+// ends: fn runs under the first caller's context, and a caller who joined
+// it does not wait past its own deadline. When the shared call ended with
+// the first caller's context while ctx goes on, Do calls again.
+func Do[T any](ctx context.Context, g *singleflight.Group, key string, fn func() (T, error)) (T, error) {
+	var zero T
+	for try := 0; ; try++ {
+		select {
+		case r := <-g.DoChan(key, func() (any, error) { return fn() }):
+			switch {
+			case r.Err == nil:
+				return r.Val.(T), nil
+			case try == 0 && ctx.Err() == nil &&
+				(errors.Is(r.Err, context.Canceled) || errors.Is(r.Err, context.DeadlineExceeded)):
+				continue // another caller's context ended
+			}
+			return zero, r.Err
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		}
+	}
 }

@@ -352,7 +352,7 @@ func (p *Provider) subAccount(ctx context.Context, tenant string, create bool) (
 		}
 		return p.findAccount(ctx, tenant)
 	}
-	sub, err := p.subs.Get(tenant, lookup)
+	sub, err := p.subs.Get(ctx, tenant, lookup)
 	switch {
 	case err == nil:
 		return sub, nil
@@ -367,8 +367,8 @@ func (p *Provider) subAccount(ctx context.Context, tenant string, create bool) (
 	// that ended after this caller's lookup is remembered by then, or found
 	// by looking again; what is created is remembered before the next
 	// caller may enter.
-	v, err, _ := p.group.Do("account\x00"+tenant, func() (any, error) {
-		if sub, err := p.subs.Get(tenant, lookup); !errors.Is(err, memo.ErrEmpty) {
+	return memo.Do(ctx, &p.group, "account\x00"+tenant, func() (string, error) {
+		if sub, err := p.subs.Get(ctx, tenant, lookup); !errors.Is(err, memo.ErrEmpty) {
 			return sub, err
 		}
 		sub, err := p.createAccount(ctx, tenant)
@@ -377,10 +377,6 @@ func (p *Provider) subAccount(ctx context.Context, tenant string, create bool) (
 		}
 		return sub, err
 	})
-	if err != nil {
-		return "", err
-	}
-	return v.(string), nil
 }
 
 // account is a sub-account as GET /poweredby/account/{id} answers it.
@@ -748,7 +744,7 @@ func (p *Provider) Sources(ctx context.Context, tenant string) ([]string, error)
 	if ok && now.Sub(c.at) < p.cfg.SourcesTTL {
 		return slices.Clone(c.list), nil
 	}
-	v, err, _ := p.group.Do("sources\x00"+sub, func() (any, error) {
+	list, err := memo.Do(ctx, &p.group, "sources\x00"+sub, func() ([]string, error) {
 		var out struct {
 			DataSources []struct {
 				DataSource string `json:"dataSource"`
@@ -768,7 +764,6 @@ func (p *Provider) Sources(ctx context.Context, tenant string) ([]string, error)
 	if err != nil {
 		return nil, err
 	}
-	list := v.([]string)
 	p.mu.Lock()
 	p.srcs[sub] = sources{list, now}
 	p.mu.Unlock()

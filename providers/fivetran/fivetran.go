@@ -291,7 +291,7 @@ func DefaultService(f onboard.Flow) (string, map[string]any, error) {
 // GroupID returns the tenant's group id: remembered, from Config.Group,
 // or found (by its exact name) or created.
 func (p *Provider) GroupID(ctx context.Context, tenant string) (string, error) {
-	id, err := p.groups.Get(tenant, func() (string, error) {
+	id, err := p.groups.Get(ctx, tenant, func() (string, error) {
 		if p.cfg.Group != nil {
 			return p.cfg.Group(ctx, tenant)
 		}
