@@ -27,7 +27,9 @@ func TestTwoTabsAtOnce(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				res, err := b.Client.Get(e.URL() + "/connect/fake/start?source=Salesforce")
+				req, _ := http.NewRequest(http.MethodGet, e.URL()+"/connect/fake/start?source=Salesforce", nil)
+				req.Header.Set("Sec-Fetch-Site", "same-origin") // a link on the app's page
+				res, err := b.Client.Do(req)
 				if err != nil {
 					t.Error(err)
 					return

@@ -134,7 +134,12 @@ func loadLevel(t *testing.T, store onboard.Store, browsers int, d time.Duration)
 		t0 := time.Now()
 		target := app.URL() + "/connect/fake/start?source=Salesforce"
 		for _, want := range []int{http.StatusFound, http.StatusFound, http.StatusSeeOther} { // start, hosted page, return
-			res, err := b.Client.Get(target)
+			req, err := http.NewRequest(http.MethodGet, target, nil)
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Sec-Fetch-Site", "same-origin") // links, as a browser marks them
+			res, err := b.Client.Do(req)
 			if err != nil {
 				return err
 			}

@@ -60,21 +60,9 @@ type Browser struct {
 func NewBrowser(t testing.TB) *Browser {
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
-	return &Browser{T: t, Client: &http.Client{Jar: jar, Transport: fetchMetadata{http.DefaultTransport},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-}
-
-// fetchMetadata marks each request that does not say where it comes from
-// with Sec-Fetch-Site: none, as a browser marks a typed URL; browsers send
-// Fetch Metadata on every request.
-type fetchMetadata struct{ next http.RoundTripper }
-
-func (t fetchMetadata) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Header.Get("Sec-Fetch-Site") == "" {
-		r = r.Clone(r.Context())
-		r.Header.Set("Sec-Fetch-Site", "none")
-	}
-	return t.next.RoundTrip(r)
+	return &Browser{T: t, Client: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}}
 }
 
 // Response is what a browser got.
@@ -93,11 +81,16 @@ func (b *Browser) do(req *http.Request) Response {
 	return Response{res.StatusCode, res.Header.Get("Location"), string(body)}
 }
 
-// Get fetches u, as a typed URL does (Sec-Fetch-Site: none).
+// Get fetches u as a browser does for a typed URL or a bookmark: with
+// Sec-Fetch-Site: none, which a GET start takes as the user's own
+// request. (A request sent through b.Client carries only the headers it
+// is given: with none at all, a GET start is taken as a link from an
+// unknown page and answered with the confirmation page.)
 func (b *Browser) Get(u string) Response {
 	b.T.Helper()
 	req, err := http.NewRequest(http.MethodGet, u, nil)
 	require.NoError(b.T, err)
+	req.Header.Set("Sec-Fetch-Site", "none")
 	return b.do(req)
 }
 

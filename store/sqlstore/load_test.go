@@ -45,8 +45,13 @@ func TestLoad(t *testing.T) {
 		a, b := c.instances[i%2], c.instances[(i+1)%2]
 		br := a.Browser(fmt.Sprint("user-", i), fmt.Sprint("tenant-", i%tenants))
 		t0 := time.Now()
-		res, err := br.Client.Get(a.URL() + "/connect/fake/start?" + url.Values{"source": {"Salesforce"},
-			"name": {fmt.Sprint("conn-", i)}}.Encode())
+		req, err := http.NewRequest(http.MethodGet, a.URL()+"/connect/fake/start?"+url.Values{"source": {"Salesforce"},
+			"name": {fmt.Sprint("conn-", i)}}.Encode(), nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Sec-Fetch-Site", "same-origin") // a link on the app's page
+		res, err := br.Client.Do(req)
 		if err != nil {
 			return err
 		}
