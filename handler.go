@@ -186,10 +186,9 @@ func checkValues(v url.Values) error {
 // browser marks it as coming from another site (Sec-Fetch-Site cross-site
 // or same-site), or it is a HEAD or a prefetch, which must have no effect.
 // Same-origin links, typed URLs and bookmarks (Sec-Fetch-Site same-origin
-// or none) start directly. A browser that sends no Fetch Metadata (an
-// older one) starts directly only from a page of this site, as its Referer
-// and Origin say; anything else, a link with no Referer included, gets
-// the confirmation page.
+// or none) start directly. Without Fetch Metadata (an older browser, or
+// no browser at all), a Referer or Origin of another site gets the
+// confirmation page, and a request with neither is taken as a typed URL.
 func (o *Onboarder) needsConfirm(r *http.Request) bool {
 	if r.Method == http.MethodHead {
 		return true
@@ -203,10 +202,12 @@ func (o *Onboarder) needsConfirm(r *http.Request) bool {
 	case "same-origin", "none":
 		return false
 	}
-	if origin := r.Header.Get("Origin"); origin != "" && !o.ownPage(r, origin) {
-		return true
+	for _, page := range []string{r.Header.Get("Origin"), r.Header.Get("Referer")} {
+		if page != "" && !o.ownPage(r, page) {
+			return true
+		}
 	}
-	return !o.ownPage(r, r.Header.Get("Referer"))
+	return false
 }
 
 // ownPage reports whether page (a Referer or Origin) is of this site: the

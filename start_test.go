@@ -66,7 +66,8 @@ func TestCrossSiteGetStartNeedsConfirmation(t *testing.T) {
 		{"typed URL or bookmark", "GET", map[string]string{"Sec-Fetch-Site": "none"}, false},
 		{"old browser, link on this site", "GET", map[string]string{"Referer": "{app}/connections"}, false},
 		{"old browser, link on another site", "GET", map[string]string{"Referer": "https://evil.example/page"}, true},
-		{"old browser, link with no Referer", "GET", nil, true},
+		{"no Fetch Metadata, no Referer: a typed URL, or no browser", "GET", nil, false},
+		{"old browser, opaque Referer", "GET", map[string]string{"Referer": "about:blank"}, true},
 		{"old browser, foreign Origin, own Referer", "GET", map[string]string{"Origin": "https://evil.example", "Referer": "{app}/x"}, true},
 	}
 	for _, tt := range tests {
