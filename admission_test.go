@@ -125,7 +125,7 @@ func TestFailedBeginLeavesNothing(t *testing.T) {
 	e.fake.FailBegin(fmt.Errorf("%w: connection reset", onboard.ErrProvider))
 	res := b.get(e.URL() + "/connect/fake/start?source=Salesforce&name=Sales")
 	require.Equal(t, http.StatusBadGateway, res.Code)
-	require.Contains(t, res.Body, "could not be reached")
+	require.Contains(t, res.Body, "did not answer as expected")
 	require.Contains(t, res.Body, `href="/connect/fake/start?name=Sales&amp;source=Salesforce">Start again`)
 	require.NotContains(t, res.Body, "eload")
 	require.Zero(t, e.pending(onboard.Owner{Tenant: "acme", User: "alice"}))

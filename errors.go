@@ -89,7 +89,7 @@ var (
 	// rate-limited past the deadline, answers junk, or refuses this app's
 	// own credentials (401, 403): a fault the user cannot fix.
 	ErrProvider = newKind(http.StatusBadGateway, "provider unavailable",
-		"The data provider could not be reached, or did not accept this site's request. Please try again in a moment; if it keeps failing, contact this site's support.")
+		"The data provider did not answer as expected. Please try again in a moment; if it keeps failing, contact this site's support.")
 	// ErrRefused is a provider refusing the request itself (a 4xx other
 	// than authentication and rate limiting): an unknown data source, a
 	// name already in use.

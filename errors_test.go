@@ -27,7 +27,7 @@ func TestKindsCarryStatusAndMessage(t *testing.T) {
 	}{
 		{fmt.Errorf("%w: %w", onboard.ErrStore, secret), http.StatusServiceUnavailable, "could not be saved or read"},
 		{fmt.Errorf("%w: %w", onboard.ErrRefused, secret), http.StatusUnprocessableEntity, "did not accept"},
-		{fmt.Errorf("%w: %w", onboard.ErrProvider, secret), http.StatusBadGateway, "could not be reached"},
+		{fmt.Errorf("%w: %w", onboard.ErrProvider, secret), http.StatusBadGateway, "did not answer as expected"},
 		{fmt.Errorf("%w: %w", onboard.ErrSession, secret), http.StatusServiceUnavailable, "session"},
 		{onboard.ErrBadFlowID, http.StatusBadRequest, "setup id is not valid"},
 		{onboard.ErrFlowExpired, http.StatusGone, "expired"},
@@ -48,7 +48,7 @@ func TestKindsCarryStatusAndMessage(t *testing.T) {
 
 // TestProviderRefusalIsNotAnOutage: a provider refusing the request (a
 // 4xx such as an unknown data source) is shown as such, with what the
-// user can do, not as "could not be reached".
+// user can do, not as an outage.
 func TestProviderRefusalIsNotAnOutage(t *testing.T) {
 	e := newEnv(t)
 	e.fake.FailBegin(fmt.Errorf("%w: 400 unknown data source", onboard.ErrRefused))
@@ -56,7 +56,7 @@ func TestProviderRefusalIsNotAnOutage(t *testing.T) {
 	require.Equal(t, http.StatusUnprocessableEntity, res.Code)
 	require.Contains(t, res.Body, "did not accept this setup")
 	require.Contains(t, res.Body, "Start again")
-	require.NotContains(t, res.Body, "could not be reached")
+	require.NotContains(t, res.Body, "did not answer as expected")
 	require.NotContains(t, res.Body, "unknown data source", "provider text stays in the logs")
 }
 

@@ -173,7 +173,7 @@ func TestFaultsAtStart(t *testing.T) {
 				r.api.Clear()
 				require.Less(t, time.Since(start), 5*time.Second, "bounded")
 				require.Equal(t, http.StatusBadGateway, res.Code, res.Body)
-				require.Contains(t, res.Body, "could not be reached")
+				require.Contains(t, res.Body, "did not answer as expected")
 				require.Contains(t, res.Body, "Start again")
 				require.NotContains(t, res.Body, "eload")
 				require.Zero(t, r.pending(t), "the failed start's flow is settled")
