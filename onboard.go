@@ -372,6 +372,9 @@ type Config struct {
 	// error (or a zero Owner) when nobody is signed in.
 	Owner func(r *http.Request) (Owner, error)
 	// FlowTTL is how long a started flow may take. Default 30 minutes.
+	// Keep it longer than the providers' hosted pages stay usable (a few
+	// minutes): what a page makes after its flow expired is removed when
+	// its browser comes back, but not when nobody does.
 	FlowTTL time.Duration
 	// MaxFlowsPerOwner caps one owner's pending flows. A start beyond it
 	// settles the owner's oldest pending flow as abandoned (removing what
