@@ -1,7 +1,6 @@
 package onboard_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/onboardkit/onboard"
+	"github.com/onboardkit/onboard/internal/testutil"
 	"github.com/onboardkit/onboard/onboardtest"
 	"github.com/onboardkit/onboard/providers/fake"
 	"github.com/onboardkit/onboard/store/memstore"
@@ -31,26 +31,8 @@ type env struct {
 	store    *onboardtest.FaultyStore
 	sessions *countingSessions
 	clock    *onboardtest.Clock
-	log      *syncBuffer
+	log      *testutil.Buffer
 	hooks    *hookLog
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // hookLog records every hook call as "state connection-id".
@@ -140,7 +122,7 @@ func (s *countingSessions) setFail(f bool) {
 
 func newEnv(t testing.TB, mod ...func(*onboard.Config)) *env {
 	t.Helper()
-	e := &env{t: t, fake: fake.New("fake"), clock: onboardtest.NewClock(time.Now()), log: &syncBuffer{}, hooks: &hookLog{}}
+	e := &env{t: t, fake: fake.New("fake"), clock: onboardtest.NewClock(time.Now()), log: &testutil.Buffer{}, hooks: &hookLog{}}
 	e.fake.URL = onboardtest.Serve(t, e.fake)
 	e.store = onboardtest.NewFaultyStore(memstore.New(memstore.Options{}))
 	e.sessions = &countingSessions{MemStore: scsmem.NewWithCleanupInterval(0)}

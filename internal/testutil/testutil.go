@@ -1,11 +1,13 @@
 // Package testutil holds what onboard's own tests share and apps do not
-// need: one RSA key per test binary and a worker pool.
+// need: one RSA key per test binary, a worker pool and a log buffer.
 package testutil
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"net/http"
+	"strings"
 	"sync"
 )
 
@@ -74,4 +76,40 @@ func GetAll(n int, client func(i int) *http.Client, url string) (map[int]int, er
 		return nil
 	})
 	return codes, first
+}
+
+// Buffer collects log lines; it is safe for the concurrent writes of a
+// logger.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (l *Buffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns everything written.
+func (l *Buffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Lines returns the lines that contain every one of substr.
+func (l *Buffer) Lines(substr ...string) []string {
+	var out []string
+next:
+	for _, line := range strings.Split(l.String(), "\n") {
+		for _, s := range substr {
+			if !strings.Contains(line, s) {
+				continue next
+			}
+		}
+		out = append(out, line)
+	}
+	return out
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/onboardkit/onboard"
+	"github.com/onboardkit/onboard/internal/testutil"
 	"github.com/onboardkit/onboard/onboardtest"
 	"github.com/onboardkit/onboard/providers/emulate"
 	"github.com/onboardkit/onboard/providers/fivetran"
@@ -60,34 +61,6 @@ func (m *meter) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func (m *meter) reset() { m.calls.Store(0); m.bytes.Store(0) }
 
-// logBuf collects the app's and the provider's log lines.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) lines(substr ...string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-next:
-	for _, line := range strings.Split(l.b.String(), "\n") {
-		for _, s := range substr {
-			if !strings.Contains(line, s) {
-				continue next
-			}
-		}
-		out = append(out, line)
-	}
-	return out
-}
-
 type hooked struct {
 	kind string
 	c    onboard.Connection
@@ -100,7 +73,7 @@ type env struct {
 	p     *fivetran.Provider
 	app   *onboardtest.App
 	meter *meter
-	logs  *logBuf
+	logs  *testutil.Buffer
 	mu    sync.Mutex
 	hooks []hooked
 }
@@ -114,7 +87,7 @@ type options struct {
 func newEnv(t *testing.T, opt options) *env {
 	t.Helper()
 	opt.emu.APIKey, opt.emu.APISecret = "key", "s3cret"
-	e := &env{t: t, emu: fivetrantest.New(opt.emu), logs: &logBuf{}}
+	e := &env{t: t, emu: fivetrantest.New(opt.emu), logs: &testutil.Buffer{}}
 	e.base = onboardtest.Serve(t, e.emu)
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
@@ -498,10 +471,10 @@ func TestEventOrder(t *testing.T) {
 				require.NoError(t, e.emu.Break(id, "Token revoked.")) // sync_end FAILURE_WITH_TASK at t1
 				g.open.Store(true)
 				outranked := func() int {
-					return len(e.logs.lines("level=INFO", `msg="onboard: event dropped"`, "connection="+id, "outranked"))
+					return len(e.logs.Lines("level=INFO", `msg="onboard: event dropped"`, "connection="+id, "outranked"))
 				}
 				older := func() int {
-					return len(e.logs.lines("level=INFO", `msg="onboard: event dropped"`, "connection="+id,
+					return len(e.logs.Lines("level=INFO", `msg="onboard: event dropped"`, "connection="+id,
 						`why="older than the last event applied"`))
 				}
 				dropped := outranked()

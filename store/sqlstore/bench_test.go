@@ -14,8 +14,6 @@ import (
 	"net/url"
 	"runtime"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	scsmem "github.com/alexedwards/scs/v2/memstore"
 
 	"github.com/onboardkit/onboard"
+	"github.com/onboardkit/onboard/internal/testutil"
 	"github.com/onboardkit/onboard/middleware"
 	"github.com/onboardkit/onboard/onboardtest"
 	"github.com/onboardkit/onboard/providers/fake"
@@ -329,20 +328,10 @@ func recorders(n int) []*httptest.ResponseRecorder {
 // pgServe sends reqs to h from clients goroutines, answering into recs,
 // and checks the answers.
 func pgServe(b *testing.B, h http.Handler, reqs []*http.Request, recs []*httptest.ResponseRecorder, clients, want int) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(reqs) {
-					return
-				}
-				h.ServeHTTP(recs[i], reqs[i])
-			}
-		})
-	}
-	wg.Wait()
+	testutil.Concurrently(len(reqs), clients, func(i int) error {
+		h.ServeHTTP(recs[i], reqs[i])
+		return nil
+	})
 	for i, rec := range recs {
 		if rec.Code != want {
 			b.Fatalf("%s answered %d, want %d: %s", reqs[i].URL.Path, rec.Code, want, rec.Body)
@@ -430,22 +419,9 @@ func BenchmarkStatementsPostgres(b *testing.B) {
 						completed[kind] += b.N
 						run = func(i int) error { return c.complete(fs[i]) }
 					}
-					var next atomic.Int64
-					var failed atomic.Pointer[error]
 					b.ResetTimer()
-					var wg sync.WaitGroup
-					for range clients {
-						wg.Go(func() {
-							for i := int(next.Add(1) - 1); i < b.N; i = int(next.Add(1) - 1) {
-								if err := run(i); err != nil {
-									failed.Store(&err)
-								}
-							}
-						})
-					}
-					wg.Wait()
-					if err := failed.Load(); err != nil {
-						b.Fatal(*err)
+					if failed, first := testutil.Concurrently(b.N, clients, run); failed > 0 {
+						b.Fatalf("%d calls failed, the first: %v", failed, first)
 					}
 				})
 			}
