@@ -86,6 +86,25 @@ func Temporary(status int) bool {
 // statusError is implemented by errors from Decode that carry the status.
 type statusError interface{ HTTPStatus() int }
 
+// Status returns the HTTP status of a failed call's answer, or 0 when the
+// call got no answer (a network error, a timeout) or an unreadable one.
+func Status(err error) int {
+	var se statusError
+	if errors.As(err, &se) {
+		return se.HTTPStatus()
+	}
+	return 0
+}
+
+// IgnoreNotFound returns nil for a call answered 404 (what it would remove
+// is gone already), and err otherwise.
+func IgnoreNotFound(err error) error {
+	if Status(err) == http.StatusNotFound {
+		return nil
+	}
+	return err
+}
+
 // Do sends in as JSON (when not nil) and decodes a 2xx answer into out
 // (when not nil).
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
@@ -107,11 +126,10 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		if try >= c.Retries {
 			return err
 		}
-		var se statusError
 		retry := false
-		switch {
-		case errors.As(err, &se):
-			retry = (idempotent && Temporary(se.HTTPStatus())) || se.HTTPStatus() == http.StatusTooManyRequests
+		switch status := Status(err); {
+		case status != 0:
+			retry = (idempotent && Temporary(status)) || status == http.StatusTooManyRequests
 		case errors.Is(err, ErrMalformed):
 			retry = false
 		default: // transport error: only idempotent calls

@@ -262,16 +262,6 @@ func (p *Provider) decodeError(status int, body []byte, h http.Header) error {
 	return e
 }
 
-// statusOf returns the status of a failed call's answer, or 0 when there
-// was none (a network error, a malformed answer).
-func statusOf(err error) int {
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return ae.Status
-	}
-	return 0
-}
-
 // call calls the API as the sub-account (as the partner alone when sub is
 // empty). Its errors carry onboard's kinds (see APIError).
 func (p *Provider) call(ctx context.Context, sub, method, path string, in, out any) error {
@@ -394,7 +384,7 @@ func (p *Provider) findAccount(ctx context.Context, tenant string) (string, erro
 	var a account
 	err := p.call(ctx, "", http.MethodGet, "/poweredby/account/"+url.PathEscape(ext), nil, &a)
 	switch {
-	case statusOf(err) == http.StatusNotFound:
+	case apiclient.Status(err) == http.StatusNotFound:
 		return "", nil
 	case err != nil:
 		return "", err
@@ -505,7 +495,7 @@ func (p *Provider) mint(ctx context.Context, sub, path string, body map[string]s
 // without its answer reaching us: a network error, a 5xx or junk, as
 // opposed to a refusal (4xx) or a rate limit.
 func answerLost(err error) bool {
-	status := statusOf(err)
+	status := apiclient.Status(err)
 	return (status == 0 && errors.Is(err, onboard.ErrProvider)) || status >= 500
 }
 
@@ -680,11 +670,7 @@ func (p *Provider) Delete(ctx context.Context, c onboard.Connection) error {
 }
 
 func (p *Provider) deleteConnection(ctx context.Context, sub, id string) error {
-	err := p.call(ctx, sub, http.MethodDelete, "/poweredby/connection/delete/"+url.PathEscape(id), nil, nil)
-	if statusOf(err) == http.StatusNotFound {
-		return nil
-	}
-	return err
+	return apiclient.IgnoreNotFound(p.call(ctx, sub, http.MethodDelete, "/poweredby/connection/delete/"+url.PathEscape(id), nil, nil))
 }
 
 // Refresh lists the tenant's sub-account once (GET

@@ -211,16 +211,6 @@ func (p *Provider) call(ctx context.Context, method, path string, in, out any) e
 	return nil
 }
 
-// status returns the HTTP status of an API error, or 0 when the call got
-// no answer (a network error, a timeout) or an unreadable one.
-func status(err error) int {
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return ae.Status
-	}
-	return 0
-}
-
 // digest is the lower-case base32 (no padding) of the SHA-256 of a
 // domain-separated value.
 func digest(domain, v string) string {
@@ -356,13 +346,13 @@ func (p *Provider) findOrCreateGroup(ctx context.Context, name string) (string, 
 	}
 	var g group
 	err := p.call(ctx, http.MethodPost, "/v1/groups", map[string]string{"name": name}, &g)
-	switch {
+	switch status := apiclient.Status(err); {
 	case err == nil && g.Name == name && g.ID != "":
 		p.cfg.Logger.InfoContext(ctx, "fivetran: created group", "group", g.ID, "name", name)
 		return g.ID, nil
 	case err == nil:
 		err = fmt.Errorf("%w: created group %q answered as %q", onboard.ErrProvider, name, g.Name)
-	case status(err) != http.StatusConflict && status(err) != 0 && status(err) < 500:
+	case status != http.StatusConflict && status != 0 && status < 500:
 		return "", err
 	}
 	// Made meanwhile (409), or the answer was lost: find it again.
@@ -457,7 +447,7 @@ func (p *Provider) Begin(ctx context.Context, f onboard.Flow, returnURL string) 
 		// A refusal or a rate limit made nothing. Anything else (no answer,
 		// a 5xx, a 409 on the schema, junk) may have made the connection:
 		// look for it by its schema before creating it again.
-		if s := status(err); s >= 400 && s < 500 && s != http.StatusConflict {
+		if s := apiclient.Status(err); s >= 400 && s < 500 && s != http.StatusConflict {
 			return "", err
 		}
 		if ctx.Err() != nil {
@@ -517,7 +507,7 @@ func (p *Provider) get(ctx context.Context, id string) (connection, bool, error)
 	var c connection
 	err := p.call(ctx, http.MethodGet, connectionPath(id), nil, &c)
 	switch {
-	case status(err) == http.StatusNotFound:
+	case apiclient.Status(err) == http.StatusNotFound:
 		return c, false, nil
 	case err != nil:
 		return c, false, err
@@ -530,11 +520,7 @@ func (p *Provider) get(ctx context.Context, id string) (connection, bool, error)
 // setPaused pauses or resumes a connection; one that is gone is not an
 // error.
 func (p *Provider) setPaused(ctx context.Context, id string, paused bool) error {
-	err := p.call(ctx, http.MethodPatch, connectionPath(id), map[string]bool{"paused": paused}, nil)
-	if status(err) == http.StatusNotFound {
-		return nil
-	}
-	return err
+	return apiclient.IgnoreNotFound(p.call(ctx, http.MethodPatch, connectionPath(id), map[string]bool{"paused": paused}, nil))
 }
 
 // flowConnection finds what flow f works on at Fivetran: for a reconnect
@@ -724,11 +710,7 @@ func (p *Provider) Cancel(ctx context.Context, f onboard.Flow) error {
 // Delete deletes the connection at Fivetran. One that is gone is not an
 // error.
 func (p *Provider) Delete(ctx context.Context, c onboard.Connection) error {
-	err := p.call(ctx, http.MethodDelete, connectionPath(c.ID), nil, nil)
-	if status(err) == http.StatusNotFound {
-		return nil
-	}
-	return err
+	return apiclient.IgnoreNotFound(p.call(ctx, http.MethodDelete, connectionPath(c.ID), nil, nil))
 }
 
 // Refresh asks Fivetran for each of the tenant's connections and returns
@@ -824,7 +806,7 @@ func (p *Provider) RegisterWebhook(ctx context.Context, webhookURL string) (stri
 	}
 	for _, dup := range found[1:] {
 		err := p.call(ctx, http.MethodDelete, "/v1/webhooks/"+url.PathEscape(dup), nil, nil)
-		if err != nil && status(err) != http.StatusNotFound {
+		if err != nil && apiclient.Status(err) != http.StatusNotFound {
 			return "", err
 		}
 		p.cfg.Logger.InfoContext(ctx, "fivetran: deleted a duplicate webhook", "webhook", dup, "url", webhookURL)
