@@ -50,7 +50,7 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 			o.fail(w, r, f, ErrFlowExpired, "flow", id)
 			return
 		}
-		o.showResult(w, r, f)
+		o.showResult(ctx, w, r, f)
 		return
 	}
 	pctx, end := o.tel.provider(ctx, f.Provider, "Complete")
@@ -196,13 +196,12 @@ func (o *Onboarder) showDone(ctx context.Context, w http.ResponseWriter, r *http
 		o.fail(w, r, nil, classify(err, ErrStore), "flow", id)
 		return
 	}
-	o.showResult(w, r, &f)
+	o.showResult(ctx, w, r, &f)
 }
 
-// showResult shows the stored result of a done flow.
-func (o *Onboarder) showResult(w http.ResponseWriter, r *http.Request, f *Flow) {
-	ctx, cancel := o.deadline(r)
-	defer cancel()
+// showResult shows the stored result of a done flow, within the request's
+// deadline ctx.
+func (o *Onboarder) showResult(ctx context.Context, w http.ResponseWriter, r *http.Request, f *Flow) {
 	c, err := o.result(ctx, *f)
 	if err != nil {
 		o.fail(w, r, f, err, "flow", f.ID)

@@ -83,8 +83,14 @@ func (o *Onboarder) settle(ctx context.Context, f Flow, outcome State, why strin
 // the flow was settled), and the runner's pass after the flow expired
 // removes that too.
 func (o *Onboarder) cleanup(ctx context.Context, f Flow) bool {
+	p, ok := o.providers[f.Provider]
+	if !ok { // a flow of a provider the app no longer configures
+		o.cfg.Logger.WarnContext(ctx, "onboard: cleanup of a flow whose provider is not configured; configure it again to clean up",
+			"flow", f.ID, "provider", f.Provider)
+		return false
+	}
 	pctx, end := o.tel.provider(ctx, f.Provider, "Cancel")
-	err := classify(o.providers[f.Provider].Cancel(pctx, f), ErrProvider)
+	err := classify(p.Cancel(pctx, f), ErrProvider)
 	end(err)
 	if err == nil && !o.awaitsExpiry(f) {
 		err = o.cfg.Store.SetCleanup(ctx, f.ID, false)

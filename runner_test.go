@@ -2,6 +2,7 @@ package onboard_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,4 +110,21 @@ func TestRunStops(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not stop")
 	}
+}
+
+// TestRunnerWithAProviderNoLongerConfigured: flows of a provider the app
+// has removed are settled without a provider call and reported, never a
+// panic; their cleanup waits for the provider to be configured again.
+func TestRunnerWithAProviderNoLongerConfigured(t *testing.T) {
+	e := newEnv(t)
+	now := e.clock.Now()
+	f := onboard.Flow{ID: strings.Repeat("g", 43), Owner: onboard.Owner{Tenant: "acme", User: "alice"}, Provider: "gone",
+		Browser: "digest", CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
+	require.NoError(t, e.store.CreateFlow(t.Context(), f, onboard.Limits{}))
+	e.clock.Add(2 * time.Minute)
+	rep, err := e.Onboarder.RunOnce(t.Context())
+	require.Error(t, err)
+	require.Equal(t, 1, rep.Settled)
+	require.True(t, e.flow(f.ID).Cleanup, "left to clean up once the provider is back")
+	require.Contains(t, e.log.String(), "provider is not configured")
 }
