@@ -241,7 +241,7 @@ func (o *Onboarder) target(f *Flow) string {
 // isPopup reports whether r came to the popup form of the return route.
 func isPopup(r *http.Request) bool { return strings.Contains(r.Pattern, "/popup/") }
 
-// statusAnswer is the JSON of the status endpoint, and what the popup page
+// popupMessage is the JSON of the status endpoint, and what the popup page
 // posts to the window that opened it.
 type popupMessage struct {
 	Type       string `json:"type"` // always "onboard"
@@ -425,8 +425,4 @@ func FlowFromContext(ctx context.Context) (Flow, bool) {
 		return out.flow, true
 	}
 	return Flow{}, false
-}
-
-func withFlow(ctx context.Context, f Flow) context.Context {
-	return withOutcome(ctx, func(out *outcome) { out.flow, out.hasFlow = f, true })
 }

@@ -3,7 +3,6 @@ package onboard_test
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -35,19 +34,17 @@ type env struct {
 	hooks    *hookLog
 }
 
-// hookLog records every hook call as "state connection-id".
+// hookLog records the kind of every hook call.
 type hookLog struct {
 	mu    sync.Mutex
-	calls []onboard.Connection
 	kinds []string
 }
 
 func (h *hookLog) hooks() onboard.Hooks {
 	rec := func(kind string) func(context.Context, onboard.Connection) {
-		return func(_ context.Context, c onboard.Connection) {
+		return func(context.Context, onboard.Connection) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
-			h.calls = append(h.calls, c)
 			h.kinds = append(h.kinds, kind)
 		}
 	}
@@ -181,6 +178,3 @@ func (e *env) flow(id string) onboard.Flow {
 	require.True(e.t, found, "flow %s", id)
 	return f
 }
-
-// discard is a logger that drops everything.
-var discard = slog.New(slog.NewTextHandler(io.Discard, nil))

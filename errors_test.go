@@ -39,11 +39,15 @@ func TestKindsCarryStatusAndMessage(t *testing.T) {
 		assert.Equal(t, tt.status, onboard.StatusCode(tt.err), tt.err)
 		assert.Contains(t, onboard.Message(tt.err), tt.says)
 		assert.NotContains(t, onboard.Message(tt.err), "hunter2")
-		if tt.err != secret && !errors.Is(tt.err, onboard.ErrBadFlowID) {
-			assert.True(t, tt.err == tt.err && (errors.Is(tt.err, secret) || !strings.Contains(tt.err.Error(), "hunter2")),
-				"the cause chain is kept")
-		}
 	}
+	// Classification keeps the cause chain: a cause of no kind gets the
+	// fallback kind and stays reachable; an error of a kind keeps it.
+	classified := onboard.Classify(secret, onboard.ErrStore)
+	assert.ErrorIs(t, classified, onboard.ErrStore)
+	assert.ErrorIs(t, classified, secret)
+	assert.Equal(t, http.StatusServiceUnavailable, onboard.StatusCode(classified))
+	refused := fmt.Errorf("%w: %w", onboard.ErrRefused, secret)
+	assert.Equal(t, refused, onboard.Classify(refused, onboard.ErrStore), "a kind is kept")
 }
 
 // TestProviderRefusalIsNotAnOutage: a provider refusing the request (a
@@ -60,7 +64,7 @@ func TestProviderRefusalIsNotAnOutage(t *testing.T) {
 	require.NotContains(t, res.Body, "unknown data source", "provider text stays in the logs")
 }
 
-// hangingProvider is the fake whose Begin and Complete hang until their
+// hangingProvider is the fake whose Begin hangs until its
 // context ends, as a provider that stopped answering.
 type hangingProvider struct{ *fake.Provider }
 
@@ -86,6 +90,7 @@ func TestOneDeadlinePerRequest(t *testing.T) {
 	require.Contains(t, res.Body, "Start again")
 }
 
+// TestDefaultTimeoutIsAtMostTwentySeconds guards the documented default.
 func TestDefaultTimeoutIsAtMostTwentySeconds(t *testing.T) {
 	require.LessOrEqual(t, onboard.DefaultTimeout, 20*time.Second)
 }

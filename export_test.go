@@ -2,3 +2,6 @@ package onboard
 
 // ResultURL exposes resultURL to the tests.
 var ResultURL = resultURL
+
+// Classify exposes classify to the tests.
+var Classify = classify

@@ -11,7 +11,7 @@ import (
 	"github.com/onboardkit/onboard"
 )
 
-// hostedAndBack plays the victim: she opens the hosted page of the
+// victimFills plays the victim: she opens the hosted page of the
 // attacker's flow (a link the attacker sent her), enters her credentials,
 // and the provider sends her browser back.
 func (e *env) victimFills(flowID string) string {

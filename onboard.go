@@ -103,7 +103,10 @@ type Flow struct {
 	Outcome State
 	Message string
 	// Cleanup is set on a done flow while what it made at the provider
-	// still has to be removed ([Provider.Cancel]); the runner retries it.
+	// still has to be removed ([Provider.Cancel]): after a failed attempt
+	// (the runner retries it), and on an abandoned flow until it expires
+	// (its hosted page may still make something; the runner removes that
+	// then).
 	Cleanup   bool
 	CreatedAt time.Time
 	ExpiresAt time.Time

@@ -15,8 +15,9 @@ type Report struct {
 	// Settled is how many expired pending flows (their browser never
 	// came back) were settled as abandoned.
 	Settled int
-	// Cleaned is how many flows had what they made at the provider
-	// removed, after an earlier attempt failed.
+	// Cleaned is how many done flows had what they made at the provider
+	// removed by this pass: after an earlier attempt failed, or, for an
+	// abandoned flow, once it expired.
 	Cleaned int
 	// Pruned is how many old flows and detached records were deleted.
 	Pruned int

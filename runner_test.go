@@ -48,7 +48,7 @@ func TestRefreshNoticesChangesAtTheProvider(t *testing.T) {
 	require.Zero(t, rep.Refreshed)
 }
 
-// TestRunnerRetriesAfterProviderErrors: a cleanup the provider refused is
+// TestRunnerSettlesAndRetries: a cleanup the provider refused is
 // retried by the next pass; flows completed meanwhile are left alone.
 func TestRunnerSettlesAndRetries(t *testing.T) {
 	e := newEnv(t)

@@ -103,7 +103,6 @@ func (t *telemetry) refusal(ctx context.Context, err error) {
 	}
 }
 
-// store times one Store call.
 // flow counts a started or completed flow.
 func (t *telemetry) flow(ctx context.Context, c metric.Int64Counter, provider string, outcome State) {
 	if !t.metrics {
@@ -116,6 +115,7 @@ func (t *telemetry) flow(ctx context.Context, c metric.Int64Counter, provider st
 	c.Add(ctx, 1, metric.WithAttributes(attrs...))
 }
 
+// store times one Store call.
 func (t *telemetry) store(ctx context.Context, op string, t0 time.Time, err error) {
 	t.storeDur.Record(ctx, time.Since(t0).Seconds(), metric.WithAttributes(attribute.String("operation", op), resultAttr(err)))
 }

@@ -46,7 +46,7 @@ const (
 	chaosTimeout  = 10 * time.Second
 	probeRounds   = 3 // before and after the run, of
 	probeFlows    = 5 // flows per browser
-	maxWalkAways  = 8 // per browser: far below the owner cap of 20
+	maxWalkAways  = 8 // per browser: far below the owner cap (onboard.DefaultMaxFlowsPerOwner)
 )
 
 // TestChaos drives twenty cookie-jar browsers of five tenants through the
