@@ -2,8 +2,6 @@ package onboardtest
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/onboardkit/onboard"
+	"github.com/onboardkit/onboard/internal/testutil"
 	"github.com/onboardkit/onboard/providers/cdata"
 	"github.com/onboardkit/onboard/providers/cdata/cdatatest"
 	"github.com/onboardkit/onboard/providers/fivetran"
@@ -49,13 +48,13 @@ func NewEmulators(t testing.TB, log *slog.Logger) *Emulators {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	require.NoError(t, err)
+	key := testutil.RSAKey() // one per test binary: making one takes a while
 	e := &Emulators{
 		CDataServer:    cdatatest.New(cdatatest.Options{AccountID: EmulatorAccountID, PublicKey: &key.PublicKey}),
 		FivetranServer: fivetrantest.New(fivetrantest.Options{APIKey: EmulatorAPIKey, APISecret: EmulatorAPISecret}),
 	}
 	e.CDataURL, e.FivetranURL = Serve(t, e.CDataServer), Serve(t, e.FivetranServer)
+	var err error
 	e.CData, err = cdata.New(cdata.Config{AccountID: EmulatorAccountID, PrivateKey: key, BaseURL: e.CDataURL + "/api", Logger: log})
 	require.NoError(t, err)
 	e.Fivetran, err = fivetran.New(fivetran.Config{APIKey: EmulatorAPIKey, APISecret: EmulatorAPISecret,

@@ -30,7 +30,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -184,11 +183,9 @@ func New(t testing.TB, opt Options) *App {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	a.Server = &httptest.Server{Listener: l, Config: &http.Server{}}
+	a.Server = httptest.NewUnstartedServer(nil)
 	cfg := onboard.Config{
-		URL:       "http://" + l.Addr().String() + "/connect",
+		URL:       "http://" + a.Server.Listener.Addr().String() + "/connect",
 		Providers: opt.Providers,
 		Store:     a.Store,
 		Sessions:  sessions,

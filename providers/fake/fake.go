@@ -15,7 +15,8 @@
 //
 // The hosted page GET /hosted?flow=ID&outcome=connected|failed|abandoned
 // redirects back to the flow's return URL with conn (the connection id)
-// and status parameters. POST /webhook takes events (see [Provider.Webhook]).
+// and status parameters. [Provider.Webhook] reads the deliveries an app's
+// webhook route receives.
 package fake
 
 import (

@@ -387,7 +387,6 @@ type alert struct {
 type connection struct {
 	ID          string       `json:"id"`
 	GroupID     string       `json:"group_id"`
-	Service     string       `json:"service"`
 	Schema      string       `json:"schema"`
 	Paused      bool         `json:"paused"`
 	SucceededAt *time.Time   `json:"succeeded_at"`
@@ -814,16 +813,12 @@ func (p *Provider) RegisterWebhook(ctx context.Context, webhookURL string) (stri
 	return found[0], nil
 }
 
-// payload is a webhook delivery's body.
+// payload is what onboard reads of a webhook delivery's body.
 type payload struct {
-	Event              string    `json:"event"`
-	Created            time.Time `json:"created"`
-	ConnectorType      string    `json:"connector_type"`
-	ConnectorID        string    `json:"connector_id"`
-	ConnectorName      string    `json:"connector_name"`
-	SyncID             string    `json:"sync_id"`
-	DestinationGroupID string    `json:"destination_group_id"`
-	Data               struct {
+	Event       string    `json:"event"`
+	Created     time.Time `json:"created"`
+	ConnectorID string    `json:"connector_id"`
+	Data        struct {
 		Status string `json:"status"`
 	} `json:"data"`
 }

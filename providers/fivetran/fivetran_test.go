@@ -1342,3 +1342,15 @@ func FuzzGroupName(f *testing.F) {
 		}
 	})
 }
+
+// TestSignatureKnownAnswer checks the webhook signature against a value
+// computed elsewhere (openssl dgst -sha256 -hmac), not against the
+// emulator's own signer: upper-case hex of HMAC-SHA256 of the raw body.
+func TestSignatureKnownAnswer(t *testing.T) {
+	body := []byte(`{"event":"connection_successful","connector_id":"conn_1"}`)
+	const want = "04513D53ACB82E769CC9185041BD6BA6BE863B9911F01A7D6D88262A468ABC1E"
+	require.True(t, fivetran.VerifySignature("shh-secret", body, want))
+	require.True(t, fivetran.VerifySignature("shh-secret", body, strings.ToLower(want)), "hex in either case")
+	require.False(t, fivetran.VerifySignature("other-secret", body, want))
+	require.Equal(t, want, fivetrantest.Sign("shh-secret", body), "the emulator signs as Fivetran does")
+}

@@ -92,42 +92,26 @@ func (h *expiryHeap) remove(id string) {
 }
 
 // before returns the flows (looked up with get) that expire before t,
-// earliest expiry first, leaving the heap as it was. It visits only the
-// nodes it returns and their children: a node's children expire no
-// earlier than the node.
+// leaving the heap as it was. It visits only the nodes it returns and
+// their children: a node's children expire no earlier than the node.
 func (h *expiryHeap) before(t time.Time, get func(id string) onboard.Flow) []onboard.Flow {
 	var out []onboard.Flow
-	next := &nodes{h: h}
+	var next []int // positions to visit
 	if len(h.items) > 0 {
-		heap.Push(next, 0)
+		next = append(next, 0)
 	}
-	for next.Len() > 0 {
-		i := heap.Pop(next).(int)
+	for len(next) > 0 {
+		i := next[len(next)-1]
+		next = next[:len(next)-1]
 		if !h.items[i].at.Before(t) {
-			break // every node left expires no earlier
+			continue // nor does any node below it
 		}
 		out = append(out, get(h.items[i].id))
 		for _, c := range []int{2*i + 1, 2*i + 2} {
 			if c < len(h.items) {
-				heap.Push(next, c)
+				next = append(next, c)
 			}
 		}
 	}
 	return out
-}
-
-// nodes is a min-heap of positions in an expiryHeap, by their expiry.
-type nodes struct {
-	h  *expiryHeap
-	is []int
-}
-
-func (n *nodes) Len() int           { return len(n.is) }
-func (n *nodes) Less(i, j int) bool { return n.h.items[n.is[i]].at.Before(n.h.items[n.is[j]].at) }
-func (n *nodes) Swap(i, j int)      { n.is[i], n.is[j] = n.is[j], n.is[i] }
-func (n *nodes) Push(x any)         { n.is = append(n.is, x.(int)) }
-func (n *nodes) Pop() any {
-	x := n.is[len(n.is)-1]
-	n.is = n.is[:len(n.is)-1]
-	return x
 }

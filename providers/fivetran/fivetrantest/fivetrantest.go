@@ -352,12 +352,9 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.groups[r.PathValue("id")]
-	if g == nil {
-		fail(w, http.StatusNotFound, "NotFound_Group", "Group with id '"+r.PathValue("id")+"' doesn't exist")
-		return
+	if g := byPath(w, r, s.groups, "NotFound_Group", "Group"); g != nil {
+		ok(w, http.StatusOK, g)
 	}
-	ok(w, http.StatusOK, g)
 }
 
 type cardConfig struct {
@@ -613,7 +610,7 @@ func (s *Server) connectCard(w http.ResponseWriter, r *http.Request) {
 		"connect_card_config": in.ConnectCardConfig})
 }
 
-// webhookView is a webhook as the API shows it: the secret masked.
+// view is a webhook as the API shows it: the secret masked.
 func (h *Webhook) view() map[string]any {
 	b, _ := json.Marshal(h)
 	var m map[string]any
