@@ -76,12 +76,11 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 		o.cfg.Logger.InfoContext(ctx, "onboard: flow completed", "flow", f.ID, "provider", f.Provider,
 			"tenant", f.Owner.Tenant, "connection", c.ID, "state", c.State)
 	}
+	f.State, f.Outcome, f.Message, f.ConnectionID = FlowDone, c.State, c.Message, c.ID
 	if cleanup {
-		f.State, f.Outcome = FlowDone, c.State
 		o.cleanup(ctx, *f)
 	}
 	o.cfg.Hooks.fire(ctx, c, false)
-	f.State, f.Outcome, f.Message, f.ConnectionID = FlowDone, c.State, c.Message, c.ID
 	o.showResultOf(w, r, f, c)
 }
 
@@ -111,14 +110,14 @@ func (o *Onboarder) requestFlow(ctx context.Context, w http.ResponseWriter, r *h
 	return p, f
 }
 
-// loadFlow loads flow id of provider. The flow is returned whenever it
-// was loaded, for the error page.
+// loadFlow loads flow id of provider (of any provider for ""). The flow
+// is returned whenever it was loaded, for the error page.
 func (o *Onboarder) loadFlow(ctx context.Context, provider, id string) (*Flow, error) {
 	f, found, err := o.cfg.Store.Flow(ctx, id)
 	if err != nil {
 		return nil, classify(err, ErrStore)
 	}
-	if !found || f.Provider != provider {
+	if !found || (provider != "" && f.Provider != provider) {
 		return nil, ErrUnknownFlow
 	}
 	return &f, nil
@@ -188,15 +187,12 @@ func (o *Onboarder) result(ctx context.Context, f Flow) (Connection, error) {
 
 // showDone shows the result of a flow that another request completed.
 func (o *Onboarder) showDone(ctx context.Context, w http.ResponseWriter, r *http.Request, id string) {
-	f, found, err := o.cfg.Store.Flow(ctx, id)
-	if err == nil && !found {
-		err = ErrUnknownFlow
-	}
+	f, err := o.loadFlow(ctx, "", id)
 	if err != nil {
-		o.fail(w, r, nil, classify(err, ErrStore), "flow", id)
+		o.fail(w, r, nil, err, "flow", id)
 		return
 	}
-	o.showResult(ctx, w, r, &f)
+	o.showResult(ctx, w, r, f)
 }
 
 // showResult shows the stored result of a done flow, within the request's
@@ -328,20 +324,17 @@ func (o *Onboarder) Outcome(r *http.Request) (Connection, error) {
 	}
 	ctx, cancel := o.deadline(r)
 	defer cancel()
-	f, found, err := o.cfg.Store.Flow(ctx, ids[0])
+	f, err := o.loadFlow(ctx, "", ids[0])
 	if err != nil {
-		return Connection{}, classify(err, ErrStore)
+		return Connection{}, err
 	}
-	if !found {
-		return Connection{}, ErrUnknownFlow
-	}
-	if err := o.checkFlow(ctx, r, &f, false); err != nil {
+	if err := o.checkFlow(ctx, r, f, false); err != nil {
 		return Connection{}, err
 	}
 	if f.State != FlowDone {
 		return Connection{}, ErrFlowPending
 	}
-	return o.result(ctx, f)
+	return o.result(ctx, *f)
 }
 
 // returnParams parses the query of a return, refusing oversized or

@@ -22,8 +22,8 @@ import (
 	"github.com/onboardkit/onboard"
 )
 
-// MaxBody is the largest response body read.
-const MaxBody = 1 << 20
+// maxBody is the largest response body read.
+const maxBody = 1 << 20
 
 // Client calls one API.
 type Client struct {
@@ -78,8 +78,8 @@ var ErrMalformed = errors.New("malformed response")
 // RetryAfter returns the wait a status error asks for, or zero.
 type RetryAfter interface{ RetryAfter() time.Duration }
 
-// Temporary reports whether a status is worth another try.
-func Temporary(status int) bool {
+// temporary reports whether a status is worth another try.
+func temporary(status int) bool {
 	return status == http.StatusTooManyRequests || status >= 500
 }
 
@@ -129,7 +129,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		retry := false
 		switch status := Status(err); {
 		case status != 0:
-			retry = (idempotent && Temporary(status)) || status == http.StatusTooManyRequests
+			retry = (idempotent && temporary(status)) || status == http.StatusTooManyRequests
 		case errors.Is(err, ErrMalformed):
 			retry = false
 		default: // transport error: only idempotent calls
@@ -181,12 +181,12 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 		return &Error{op, onboard.ErrProvider, err}
 	}
 	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, MaxBody+1))
+	data, err := io.ReadAll(io.LimitReader(res.Body, maxBody+1))
 	if err != nil {
 		return &Error{op, onboard.ErrProvider, fmt.Errorf("reading the response: %w", err)}
 	}
-	if len(data) > MaxBody {
-		return &Error{op, onboard.ErrProvider, fmt.Errorf("%w: body over %d bytes", ErrMalformed, MaxBody)}
+	if len(data) > maxBody {
+		return &Error{op, onboard.ErrProvider, fmt.Errorf("%w: body over %d bytes", ErrMalformed, maxBody)}
 	}
 	if res.StatusCode < 200 || res.StatusCode > 299 {
 		return &Error{op, kindOf(res.StatusCode), c.Decode(res.StatusCode, data, res.Header)}
