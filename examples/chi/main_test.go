@@ -4,15 +4,14 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/onboardkit/onboard"
 	"github.com/onboardkit/onboard/examples/internal/demo"
+	"github.com/onboardkit/onboard/examples/internal/demotest"
 	"github.com/onboardkit/onboard/onboardtest"
 	"github.com/onboardkit/onboard/providers/cdata/cdatatest"
 	"github.com/onboardkit/onboard/providers/fivetran/fivetrantest"
@@ -22,25 +21,8 @@ import (
 // test's, until the test ends.
 func start(t *testing.T) *app {
 	t.Helper()
-	env := map[string]string{"ONBOARD_ADDR": "127.0.0.1:0", "ONBOARD_SQLITE": filepath.Join(t.TempDir(), "chi.db")}
-	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan *app, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, func(k string) string { return env[k] }, &strings.Builder{}, func(a *app) { started <- a })
-	}()
-	select {
-	case a := <-started:
-		t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
-		return a
-	case err := <-done:
-		cancel()
-		t.Fatalf("the example did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("the example did not start in 30 s")
-	}
-	return nil
+	a, _ := demotest.Start(t, nil, run)
+	return a
 }
 
 // TestChiRoutes runs both providers' flows through the chi example's

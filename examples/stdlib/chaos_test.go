@@ -238,7 +238,7 @@ func TestChaosDatabaseStall(t *testing.T) {
 	a := start(t, map[string]string{"DATABASE_URL": dbURL, "ONBOARD_TIMEOUT": deadline.String()})
 	t.Cleanup(proxy.Resume)
 	rec := newRecorder()
-	u := newUser(t, a, rec, demoUser(), 1)
+	u := newUser(t, a, rec, demo.Users[0], 1)
 	u.b.Client.Timeout = deadline + 10*time.Second
 	require.True(t, u.login())
 	hosted, ok := u.start("cdata", url.Values{"source": {"Salesforce"}, "name": {"stalled"}})
@@ -295,9 +295,6 @@ func TestChaosDatabaseStall(t *testing.T) {
 	require.True(t, ok)
 	require.Empty(t, rec.bad)
 }
-
-// demoUser is the demo's first user.
-func demoUser() onboard.Owner { return onboard.Owner{Tenant: "acme", User: "alice"} }
 
 // chaosDatabase makes a schema of its own in the test database (dropped
 // when the test ends) and a proxy to PostgreSQL, and returns the

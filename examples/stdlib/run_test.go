@@ -1,51 +1,24 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/onboardkit/onboard/examples/internal/demotest"
 	"github.com/onboardkit/onboard/onboardtest"
 )
 
 // start runs the example as `go run` does, on a free port with an SQLite
-// file of the test's, until the test ends.
+// file of the test's (unless env names a database), until the test ends.
 func start(t *testing.T, env map[string]string) *app {
 	t.Helper()
-	if env == nil {
-		env = map[string]string{}
-	}
-	env["ONBOARD_ADDR"] = "127.0.0.1:0"
-	if env["ONBOARD_SQLITE"] == "" {
-		env["ONBOARD_SQLITE"] = filepath.Join(t.TempDir(), "example.db")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan *app, 1)
-	done := make(chan error, 1)
-	var out strings.Builder
-	go func() { done <- run(ctx, func(k string) string { return env[k] }, &out, func(a *app) { started <- a }) }()
-	select {
-	case a := <-started:
-		t.Cleanup(func() {
-			cancel()
-			require.NoError(t, <-done)
-		})
-		require.Contains(t, out.String(), "open "+a.URL)
-		return a
-	case err := <-done:
-		cancel()
-		t.Fatalf("the example did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("the example did not start in 30 s")
-	}
-	return nil
+	a, out := demotest.Start(t, env, run)
+	require.Contains(t, out, "open "+a.URL)
+	return a
 }
 
 // TestRunServesAndStops is what `go run ./examples/stdlib` does: it
