@@ -27,6 +27,7 @@ import (
 
 	"github.com/onboardkit/onboard"
 	"github.com/onboardkit/onboard/examples/internal/chaos"
+	"github.com/onboardkit/onboard/examples/internal/demo"
 	"github.com/onboardkit/onboard/onboardtest"
 	"github.com/onboardkit/onboard/providers/cdata/cdatatest"
 	"github.com/onboardkit/onboard/providers/emulate"
