@@ -371,7 +371,7 @@ func timed(b *testing.B, h http.Handler, reqs []*http.Request, clients, want int
 		p    float64
 		unit string
 	}{{0.5, "p50-ns"}, {0.99, "p99-ns"}, {0.999, "p99.9-ns"}} {
-		b.ReportMetric(float64(lat[int(q.p*float64(len(lat)-1))].Nanoseconds()), q.unit)
+		b.ReportMetric(float64(testutil.Quantile(lat, q.p).Nanoseconds()), q.unit)
 	}
 	return cpuNs
 }

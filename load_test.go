@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/onboardkit/onboard"
+	"github.com/onboardkit/onboard/internal/testutil"
 	"github.com/onboardkit/onboard/onboardtest"
 	"github.com/onboardkit/onboard/providers/fake"
 	"github.com/onboardkit/onboard/store/memstore"
@@ -95,7 +96,7 @@ func percentiles(ds []time.Duration) string {
 		return "none"
 	}
 	slices.Sort(ds)
-	p := func(q float64) time.Duration { return ds[int(q*float64(len(ds)-1))].Round(time.Microsecond) }
+	p := func(q float64) time.Duration { return testutil.Quantile(ds, q).Round(time.Microsecond) }
 	return fmt.Sprintf("p50 %s, p99 %s, p99.9 %s (%d requests)", p(0.5), p(0.99), p(0.999), len(ds))
 }
 

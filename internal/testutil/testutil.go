@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 )
 
 // RSAKey returns a 2048-bit key, made once per test binary.
@@ -112,4 +113,9 @@ next:
 		out = append(out, line)
 	}
 	return out
+}
+
+// Quantile returns the q-quantile (0 to 1) of sorted, nearest rank below.
+func Quantile(sorted []time.Duration, q float64) time.Duration {
+	return sorted[int(q*float64(len(sorted)-1))]
 }
