@@ -214,6 +214,7 @@ func loadPostgres(t *testing.T) onboard.Store {
 	prefix := "load" + hex.EncodeToString(raw[:]) + "_"
 	t.Cleanup(func() {
 		for _, st := range []string{"DROP FUNCTION IF EXISTS " + prefix + "create_flow", "DROP TABLE IF EXISTS " + prefix + "flows",
+			"DROP TABLE IF EXISTS " + prefix + "tenant_flows",
 			"DROP TABLE IF EXISTS " + prefix + "connections", "DROP TABLE IF EXISTS " + prefix + "schema_migrations"} {
 			_, _ = db.Exec(st)
 		}

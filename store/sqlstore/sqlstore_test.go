@@ -71,6 +71,7 @@ func prefix(t testing.TB, db *sql.DB, d sqlstore.Dialect) string {
 	if d == sqlstore.Postgres {
 		t.Cleanup(func() {
 			for _, st := range []string{"DROP FUNCTION IF EXISTS " + p + "create_flow", "DROP TABLE IF EXISTS " + p + "flows",
+				"DROP TABLE IF EXISTS " + p + "tenant_flows",
 				"DROP TABLE IF EXISTS " + p + "connections", "DROP TABLE IF EXISTS " + p + "schema_migrations"} {
 				_, _ = db.Exec(st)
 			}
@@ -129,29 +130,32 @@ func TestMigrateTwiceAndConcurrently(t *testing.T) {
 			require.NoError(t, s.Migrate(ctx))
 			var n int
 			require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM "+p+"schema_migrations").Scan(&n))
-			require.Equal(t, 3, n)
+			migs, err := sqlstore.Migrations(d, p)
+			require.NoError(t, err)
+			require.Equal(t, len(migs), n)
 		})
 	}
 }
 
 // The README shows every migration file as applied with the default
-// prefix, and Migrations gives each dialect its own part of a version.
+// prefix, and Migrations gives each dialect its own part of a version:
+// versions 1 to 3 on both, version 4 on PostgreSQL only.
 func TestMigrationsForDBAs(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	require.NoError(t, err)
 	files, err := filepath.Glob("migrations/*.sql")
 	require.NoError(t, err)
-	require.Len(t, files, 5)
+	require.Len(t, files, 6)
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		require.NoError(t, err)
 		require.Contains(t, string(readme), strings.ReplaceAll(string(b), "{{prefix}}", sqlstore.DefaultPrefix),
 			"the README shows %s as applied", f)
 	}
-	for _, d := range []sqlstore.Dialect{sqlstore.Postgres, sqlstore.SQLite} {
+	for d, versions := range map[sqlstore.Dialect]int{sqlstore.Postgres: 4, sqlstore.SQLite: 3} {
 		m, err := sqlstore.Migrations(d, "app_")
 		require.NoError(t, err)
-		require.Len(t, m, 3)
+		require.Len(t, m, versions)
 		for i, mig := range m {
 			require.Equal(t, i+1, mig.Version)
 			require.NotContains(t, mig.SQL, "{{prefix}}")
@@ -162,6 +166,7 @@ func TestMigrationsForDBAs(t *testing.T) {
 	pg, _ := sqlstore.Migrations(sqlstore.Postgres, "x_")
 	lite, _ := sqlstore.Migrations(sqlstore.SQLite, "x_")
 	require.Contains(t, pg[2].SQL, "FUNCTION x_create_flow")
+	require.Contains(t, pg[3].SQL, "TABLE x_tenant_flows")
 	require.NotContains(t, lite[2].SQL, "FUNCTION")
 	require.Contains(t, lite[2].SQL, "TRIGGER x_flow_complete")
 	require.NotContains(t, pg[2].SQL, "TRIGGER")

@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) onboard.Store) {
 		{"OwnerLimitBeforeTenantLimit", testOwnerLimitFirst},
 		{"AdmissionConcurrentOwner", testAdmissionConcurrentOwner},
 		{"AdmissionConcurrentTenant", testAdmissionConcurrentTenant},
+		{"TenantCountThroughReturns", testTenantCountThroughReturns},
 		{"FlowsOfOwner", testFlowsOfOwner},
 		{"FlowsExpiredBefore", testFlowsExpiredBefore},
 		{"FlowsCleanup", testFlowsCleanup},
@@ -333,8 +334,47 @@ func testTenantLimit(t *testing.T, s onboard.Store) {
 	require.NoError(t, err)
 	require.False(t, found, "a refused flow must not be saved")
 	create(t, s, newFlow(newOwner(), past, time.Hour), lim)
+	// A done flow of the tenant does not count.
+	held, err := s.Flows(ctx, onboard.FlowQuery{Owner: onboard.Owner{Tenant: tenant, User: "u0"}, Limit: 1})
+	require.NoError(t, err)
+	require.NoError(t, s.CompleteFlow(ctx, held[0].ID, onboard.Connection{State: onboard.Abandoned}, false))
+	create(t, s, newFlow(onboard.Owner{Tenant: tenant, User: "newcomer"}, past, time.Hour), lim)
+	require.ErrorIs(t, s.CreateFlow(ctx, newFlow(onboard.Owner{Tenant: tenant, User: "late"}, past, time.Hour), lim),
+		onboard.ErrTooManyFlows)
 	// Expired flows of the tenant do not count.
 	create(t, s, newFlow(onboard.Owner{Tenant: tenant, User: "newcomer"}, past.Add(2*time.Hour), time.Hour), lim)
+}
+
+// The tenant cap holds through starts and returns at once, refused starts
+// and repeated returns among them: after 300 starts of one tenant with a
+// cap of 10, each admitted one returned twice at once, none pending, the
+// tenant admits exactly 10 again.
+func testTenantCountThroughReturns(t *testing.T, s onboard.Store) {
+	ctx := context.Background()
+	tenant := "t-" + ID()[:12]
+	lim := onboard.Limits{PerOwner: 3, PerTenant: 10}
+	owner := func(i int) onboard.Owner { return onboard.Owner{Tenant: tenant, User: fmt.Sprint("u", i%7)} }
+	errs := concurrently(300, func(i int) error {
+		f := newFlow(owner(i), past, time.Hour)
+		if err := s.CreateFlow(ctx, f, lim); errors.Is(err, onboard.ErrTooManyFlows) || errors.Is(err, onboard.ErrOwnerLimit) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		twice := concurrently(2, func(int) error {
+			err := s.CompleteFlow(ctx, f.ID, onboard.Connection{State: onboard.Abandoned}, false)
+			if errors.Is(err, onboard.ErrFlowUsed) {
+				return nil
+			}
+			return err
+		})
+		return errors.Join(twice...)
+	})
+	require.NoError(t, errors.Join(errs...))
+	for i := range 10 {
+		create(t, s, newFlow(owner(i), past, time.Hour), lim)
+	}
+	require.ErrorIs(t, s.CreateFlow(ctx, newFlow(owner(10), past, time.Hour), lim), onboard.ErrTooManyFlows)
 }
 
 // An owner at its cap in a tenant at its cap is told ErrOwnerLimit:
