@@ -335,7 +335,7 @@ func timed(b *testing.B, h http.Handler, reqs []*http.Request, clients, want int
 	var next atomic.Int64
 	runtime.GC()
 	b.ReportAllocs()
-	cpu0, cpuOK := processCPU()
+	cpu0, cpuOK := testutil.ProcessCPU()
 	b.ResetTimer()
 	// The label sets the timed requests apart in a CPU profile:
 	// go tool pprof -tagfocus bench=timed.
@@ -357,7 +357,7 @@ func timed(b *testing.B, h http.Handler, reqs []*http.Request, clients, want int
 		wg.Wait()
 	})
 	b.StopTimer()
-	if cpu1, ok := processCPU(); ok && cpuOK {
+	if cpu1, ok := testutil.ProcessCPU(); ok && cpuOK {
 		cpuNs = float64((cpu1 - cpu0).Nanoseconds()) / float64(len(reqs))
 		b.ReportMetric(cpuNs, "cpu-ns/op")
 	}
