@@ -1,6 +1,7 @@
 package sqlstore_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -12,8 +13,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,45 +41,198 @@ import (
 // 16 idle connections), and start with the same number of pending flows
 // held in tables of the same schema (made by Migrate, with a prefix of
 // their own). onboard logs at Info through slog's text handler into
-// io.Discard. Each iteration is one flow: the starts are timed, then the
-// provider's hosted page is played untimed, then the returns are timed.
-// Requests are built before the timer starts. Run it with a fixed count:
+// io.Discard.
+//
+// Each iteration is one flow of each: the two take turns in rounds of 100
+// flows, the first of a round alternating, so that both meet the same
+// load on the machine (on a shared machine it changes by half within a
+// minute). In a round, the starts are timed, then the provider's hosted
+// page is played untimed, then the returns are timed. Requests are built
+// before the timer starts. Run it with a fixed count:
 //
 //	ONBOARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test?sslmode=disable \
-//	  go test -run '^$' -bench FlowPostgres -benchtime 2000x -benchmem ./store/sqlstore/
+//	  go test -run '^$' -bench FlowPostgres -benchtime 2000x ./store/sqlstore/
 //
-// onboard's benchmark reports its time as a multiple of the floor's, run
-// just before it in the same process (x-floor).
+// It reports each one's time per flow, of its starts and of its returns,
+// its allocations per flow, and onboard's time as a multiple of the
+// floor's (x-floor).
 func BenchmarkFlowPostgres(b *testing.B) {
-	db := openPostgres(b)
+	const held = 100_000
+	// A pool of each, named, so that the server's processes of each
+	// are known.
+	pools := []*sql.DB{openPostgresAs(b, "floor"), openPostgresAs(b, "onboard")}
+	for _, perTenant := range []int{10, 100} {
+		for _, clients := range []int{1, 8} {
+			name := "held=" + strconv.Itoa(held) + "/per-tenant=" + strconv.Itoa(perTenant) + "/clients=" + strconv.Itoa(clients)
+			b.Run(name, func(b *testing.B) {
+				// Built here, once: the framework calls the benchmark
+				// below twice (b.N of 1, then the count asked for), and
+				// drops the tables after this group.
+				apps := []*pgApp{newPGApp(b, pools[0], "floor", held, perTenant), newPGApp(b, pools[1], "onboard", held, perTenant)}
+				b.Run("flows", func(b *testing.B) { interleave(b, apps, pools, clients) })
+			})
+		}
+	}
+}
+
+// openPostgresAs opens a pool of 16 connections, all open, whose server
+// processes carry the application name name.
+func openPostgresAs(b *testing.B, name string) *sql.DB {
+	u, err := url.Parse(postgresURL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("application_name", "bench_"+name)
+	u.RawQuery = q.Encode()
+	db, err := sql.Open("pgx", u.String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(16)
-	const held = 100_000
-	for _, perTenant := range []int{10, 100} {
-		name := "held=" + strconv.Itoa(held) + "/per-tenant=" + strconv.Itoa(perTenant)
-		b.Run(name, func(b *testing.B) {
-			for _, clients := range []int{1, 8} {
-				b.Run("clients="+strconv.Itoa(clients), func(b *testing.B) {
-					var floorNs float64
-					for _, kind := range []string{"floor", "onboard"} {
-						// Built here, once: the framework calls the
-						// benchmark twice (b.N of 1, then the count
-						// asked for), and drops its tables after the
-						// group.
-						app := newPGApp(b, db, kind, held, perTenant)
-						b.Run(kind, func(b *testing.B) {
-							ns := app.flows(b, clients)
-							if kind == "floor" {
-								floorNs = ns
-							} else if floorNs > 0 {
-								b.ReportMetric(ns/floorNs, "x-floor")
-							}
-						})
-					}
-				})
-			}
-		})
+	if failed, first := testutil.Concurrently(16, 16, func(int) error {
+		_, err := db.Exec("SELECT pg_sleep(0.05)")
+		return err
+	}); failed > 0 {
+		b.Fatal(first)
 	}
+	return db
+}
+
+// serverCPU returns the CPU time used so far by the server's processes
+// serving db, read from /proc (so the server must run on this machine),
+// and whether it could be read. The clock tick is taken as 100 Hz, as on
+// Linux.
+func serverCPU(db *sql.DB) (time.Duration, bool) {
+	var name string
+	if err := db.QueryRow("SELECT current_setting('application_name')").Scan(&name); err != nil {
+		return 0, false
+	}
+	rows, err := db.Query("SELECT pid FROM pg_stat_activity WHERE application_name = $1", name)
+	if err != nil {
+		return 0, false
+	}
+	defer rows.Close()
+	var pids []int
+	for rows.Next() {
+		var pid int
+		if rows.Scan(&pid) != nil {
+			return 0, false
+		}
+		pids = append(pids, pid)
+	}
+	if rows.Err() != nil {
+		return 0, false
+	}
+	var ticks int64
+	for _, pid := range pids {
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return 0, false
+		}
+		// The fields after the command's closing parenthesis: utime and
+		// stime are the 12th and 13th.
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		for _, v := range f[11:13] {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return 0, false
+			}
+			ticks += n
+		}
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, true
+}
+
+// walBytes returns the server's WAL insert position, in bytes.
+func walBytes(b *testing.B, db *sql.DB) int64 {
+	var n int64
+	if err := db.QueryRow("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint").Scan(&n); err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+// interleave runs b.N flows of each app, in rounds that alternate which
+// goes first, and reports their figures. pools are the apps' pools.
+func interleave(b *testing.B, apps []*pgApp, pools []*sql.DB, clients int) {
+	const round = 100
+	type tally struct {
+		start, back   time.Duration
+		allocs, bytes uint64
+		wal           int64
+		cpu, goCPU    time.Duration
+		cpuOK         bool
+	}
+	sums := make([]tally, len(apps))
+	for i, db := range pools {
+		sums[i].cpu, sums[i].cpuOK = serverCPU(db)
+		sums[i].cpu = -sums[i].cpu
+	}
+	var ms runtime.MemStats
+	measure := func(t *tally, d *time.Duration, fn func()) {
+		wal := walBytes(b, pools[0])
+		runtime.ReadMemStats(&ms)
+		allocs, bytes := ms.Mallocs, ms.TotalAlloc
+		cpu, _ := testutil.ProcessCPU()
+		begin := time.Now()
+		fn()
+		*d += time.Since(begin)
+		after, _ := testutil.ProcessCPU()
+		t.goCPU += after - cpu
+		runtime.ReadMemStats(&ms)
+		t.allocs += ms.Mallocs - allocs
+		t.bytes += ms.TotalAlloc - bytes
+		t.wal += walBytes(b, pools[0]) - wal
+	}
+	b.ResetTimer()
+	b.StopTimer()
+	for done, r := 0, 0; done < b.N; r++ {
+		n := min(round, b.N-done)
+		done += n
+		for k := range apps {
+			i := (k + r) % len(apps)
+			a, t := apps[i], &sums[i]
+			cookies := make([]string, n)
+			starts := make([]*http.Request, n)
+			for j := range starts {
+				cookies[j] = a.signIn(b)
+				starts[j] = pgRequest(b, a.startURL, cookies[j])
+			}
+			startRecs, backRecs := recorders(n), recorders(n)
+			measure(t, &t.start, func() { pgServe(b, a.start, starts, startRecs, clients, http.StatusFound) })
+			backs := make([]*http.Request, n)
+			for j, rec := range startRecs {
+				back, err := a.returnURL(rec.Header().Get("Location"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				backs[j] = pgRequest(b, back, cookies[j])
+			}
+			measure(t, &t.back, func() { pgServe(b, a.back, backs, backRecs, clients, http.StatusSeeOther) })
+		}
+	}
+	n := float64(b.N)
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / n }
+	for i, name := range []string{"floor", "onboard"} {
+		t := sums[i]
+		b.ReportMetric(per(t.start+t.back), name+"-ns/flow")
+		b.ReportMetric(per(t.start), name+"-start-ns/flow")
+		b.ReportMetric(per(t.back), name+"-return-ns/flow")
+		b.ReportMetric(float64(t.allocs)/n, name+"-allocs/flow")
+		b.ReportMetric(float64(t.bytes)/n, name+"-B/flow")
+		b.ReportMetric(float64(t.wal)/n, name+"-WAL-B/flow")
+		if _, ok := testutil.ProcessCPU(); ok {
+			b.ReportMetric(per(t.goCPU), name+"-go-cpu-ns/flow")
+		}
+		if cpu, ok := serverCPU(pools[i]); ok && t.cpuOK {
+			b.ReportMetric(per(t.cpu+cpu), name+"-server-cpu-ns/flow")
+		}
+	}
+	b.ReportMetric(float64(sums[1].start+sums[1].back)/float64(sums[0].start+sums[0].back), "x-floor")
+	b.ReportMetric(0, "ns/op") // each iteration is two flows: the figures above say more
 }
 
 const pgBenchURL = "https://app.example"
@@ -115,14 +271,19 @@ func newPGApp(b *testing.B, db *sql.DB, kind string, held, perTenant int) *pgApp
 	}
 	a.sm.Store = scsmem.NewWithCleanupInterval(0)
 	now := time.Now()
+	// The held flows, and each tenant's bound as the tenant's last count
+	// left it (onboard's own starts would have set it).
 	if _, err := db.ExecContext(ctx, "INSERT INTO "+p+"flows (id, tenant, user_id, provider, source, name, connection_id,"+
 		" reconnect, return_to, browser, state, created_at, expires_at)"+
 		" SELECT 'held-' || g, 't' || (g % $1), 'u' || g, 'fake', 'Salesforce', '', '', 0, '', md5(g::text), 'pending', $2, $3"+
 		" FROM generate_series(0, $4 - 1) AS g", a.tenants, now.UnixMicro(), now.Add(time.Hour).UnixMicro(), held); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := db.ExecContext(ctx, "ANALYZE "+p+"flows"); err != nil {
-		b.Fatal(err)
+	for _, st := range []string{"INSERT INTO " + p + "tenant_flows (tenant, bound) SELECT tenant, count(*) FROM " + p + "flows GROUP BY tenant",
+		"ANALYZE " + p + "flows", "ANALYZE " + p + "tenant_flows"} {
+		if _, err := db.ExecContext(ctx, st); err != nil {
+			b.Fatal(err)
+		}
 	}
 	if kind == "floor" {
 		a.floor(db, p)
@@ -280,41 +441,6 @@ func pgRequest(b *testing.B, target, cookie string) *http.Request {
 	r.Header.Set("Cookie", cookie)
 	r.Header.Set("Sec-Fetch-Site", "same-origin") // a link on the app's page, as browsers mark it
 	return r
-}
-
-// flows runs b.N whole flows from clients goroutines and returns the time
-// per flow in nanoseconds. It reports the time of the starts and of the
-// returns per flow too.
-func (a *pgApp) flows(b *testing.B, clients int) float64 {
-	cookies := make([]string, b.N)
-	starts := make([]*http.Request, b.N)
-	for i := range starts {
-		cookies[i] = a.signIn(b)
-		starts[i] = pgRequest(b, a.startURL, cookies[i])
-	}
-	startRecs, backRecs := recorders(b.N), recorders(b.N)
-	runtime.GC()
-	b.ReportAllocs()
-	b.ResetTimer()
-	pgServe(b, a.start, starts, startRecs, clients, http.StatusFound)
-	b.StopTimer()
-	startNs := b.Elapsed()
-	backs := make([]*http.Request, b.N)
-	for i, rec := range startRecs {
-		back, err := a.returnURL(rec.Header().Get("Location"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		backs[i] = pgRequest(b, back, cookies[i])
-	}
-	runtime.GC()
-	b.StartTimer()
-	pgServe(b, a.back, backs, backRecs, clients, http.StatusSeeOther)
-	b.StopTimer()
-	n := float64(b.N)
-	b.ReportMetric(float64(startNs.Nanoseconds())/n, "start-ns/op")
-	b.ReportMetric(float64((b.Elapsed()-startNs).Nanoseconds())/n, "return-ns/op")
-	return float64(b.Elapsed().Nanoseconds()) / n
 }
 
 func recorders(n int) []*httptest.ResponseRecorder {

@@ -13,17 +13,17 @@
 //
 //   - CreateFlow is one statement with admission inside it. On PostgreSQL
 //     it calls the function {prefix}create_flow (made by [Store.Migrate]),
-//     which adds one to its tenant's count of pending flows in
+//     which adds one to its tenant's bound on pending flows in
 //     {prefix}tenant_flows (locking that row for its transaction), counts
-//     the owner's flows, counts the tenant's only when its count has
-//     reached the cap, and inserts; on SQLite it is an INSERT into the view
-//     {prefix}flow_admissions, whose trigger counts and inserts while the
-//     statement holds SQLite's one write lock.
+//     the tenant's flows only when the bound has passed the cap, and
+//     inserts the flow if the owner is below its cap; on SQLite it is an
+//     INSERT into the view {prefix}flow_admissions, whose trigger counts
+//     and inserts while the statement holds SQLite's one write lock.
 //   - Flow is one SELECT.
 //   - CompleteFlow is one statement. On PostgreSQL a data-modifying WITH
-//     moves the flow from pending to done, takes it off its tenant's count
-//     and feeds the connection's upsert, and a refusal takes a second query
-//     to tell an unknown flow from a used one. On SQLite it is an INSERT into the view
+//     moves the flow from pending to done and feeds the connection's
+//     upsert, and a refusal takes a second query to tell an unknown flow
+//     from a used one. On SQLite it is an INSERT into the view
 //     {prefix}flow_completions, whose trigger checks, updates and upserts;
 //     a refusal is told by its error, without a second query.
 //
@@ -329,9 +329,7 @@ func newQueries(d Dialect, p string) queries {
 		// take turns; the later ones find it done and change nothing.
 		q.completeFlow = "WITH done AS (UPDATE " + p + "flows SET state = 'done', outcome = $2::text, message = $3::text," +
 			" cleanup = $4::integer, connection_id = CASE WHEN $5::text = '' THEN connection_id ELSE $5::text END" +
-			" WHERE id = $1::text AND state = 'pending' RETURNING tenant, counted)," +
-			" uncounted AS (UPDATE " + p + "tenant_flows t SET pending = t.pending - 1 FROM done" +
-			" WHERE t.tenant = done.tenant AND done.counted = 1)," +
+			" WHERE id = $1::text AND state = 'pending' RETURNING id)," +
 			" saved AS (INSERT INTO " + p + "connections (" + connCols + ")" +
 			" SELECT $6::text, $5::text, $7::text, $8::text, $9::text, $10::text, $2::text, $3::text, $11::text," +
 			" $12::bigint, $13::bigint, $14::bigint, $15::bigint FROM done WHERE $5::text <> ''" +
