@@ -203,3 +203,41 @@ func TestUpgradeToVersion4(t *testing.T) {
 	require.NoError(t, s.CreateFlow(ctx, flowOf(onboard.Owner{Tenant: "acme", User: "late"}, now), lim))
 	require.ErrorIs(t, s.CreateFlow(ctx, flowOf(onboard.Owner{Tenant: "acme", User: "later"}, now), lim), onboard.ErrTooManyFlows)
 }
+
+// A refused start commits without waiting for the WAL flush (it saved
+// nothing that must survive a crash); an admitted one waits, as the
+// database is set to.
+func TestRefusedStartsSkipTheFlush(t *testing.T) {
+	_, db, p := newPGStore(t)
+	now := time.Now()
+	call := func(user string, perOwner, perTenant int) (result, syncCommit string) {
+		tx, err := db.Begin()
+		require.NoError(t, err)
+		defer tx.Rollback()
+		require.NoError(t, tx.QueryRow("SELECT "+p+"create_flow($1, 'acme', $2, 'test', '', '', '', 0, '', '', $3, $4, $5, $6)",
+			storetest.ID(), user, now.UnixMicro(), now.Add(time.Hour).UnixMicro(), perOwner, perTenant).Scan(&result))
+		require.NoError(t, tx.QueryRow("SELECT current_setting('synchronous_commit')").Scan(&syncCommit))
+		require.NoError(t, tx.Commit())
+		return result, syncCommit
+	}
+	var def string
+	require.NoError(t, db.QueryRow("SELECT current_setting('synchronous_commit')").Scan(&def))
+	if def == "off" {
+		t.Skip("the database does not wait for the WAL flush at all (synchronous_commit=off)")
+	}
+	for _, tc := range []struct {
+		user                string
+		perOwner, perTenant int
+		result, syncCommit  string
+	}{
+		{"alice", 1, 2, "ok", def},
+		{"alice", 1, 2, "owner", "off"}, // refused in the INSERT, within the bound
+		{"bob", 1, 2, "ok", def},
+		{"carol", 1, 2, "tenant", "off"}, // counted past the bound
+		{"alice", 1, 2, "owner", "off"},  // both caps: the owner's
+	} {
+		result, syncCommit := call(tc.user, tc.perOwner, tc.perTenant)
+		require.Equal(t, tc.result, result, "%s", tc.user)
+		require.Equal(t, tc.syncCommit, syncCommit, "%s: %s", tc.user, result)
+	}
+}

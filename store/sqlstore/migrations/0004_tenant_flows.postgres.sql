@@ -5,16 +5,21 @@
 -- pending.
 --
 -- {{prefix}}tenant_flows keeps a bound for each tenant that has started a
--- flow: at least as many as its pending flows, expired or not, or more
--- than any cap (4611686018427387904, 2^62, when not known). Each start
--- adds one; nothing takes one off, since a flow that ends only makes the
--- bound looser. While the bound stays within the cap, a start need not
--- count the tenant's flows; once it passes the cap, the start counts them
--- (up to the cap) and the bound becomes that count. The table starts
--- empty, so each tenant's first start counts. Only create_flow may add
--- pending flows: a flow inserted by other means is missed until the next
--- count (so is one that a version 3 call, begun before this migration,
--- saves after a count has begun).
+-- flow: at least as many as its pending flows, expired or not, or 2^62
+-- (4611686018427387904) when not known. Each start adds one; nothing takes
+-- one off, since a flow that ends only makes the bound looser. While the
+-- bound stays within the tenant's cap, a start need not count the tenant's
+-- flows; once it passes the cap, the start counts them (up to the cap) and
+-- the bound becomes that count. The table starts empty, so each tenant's
+-- first start counts (when the tenant has a cap).
+--
+-- Only create_flow may add pending flows: a flow inserted by other means
+-- is missed by the bound until the tenant's next count. So is a flow that
+-- a version 3 call, already running when this migration commits, saves
+-- after a version 4 call of the same tenant has counted: each such call
+-- can let its tenant go over its cap by one flow, until the tenant's bound
+-- next passes the cap. Apply this version when few starts are running, or
+-- with the instances stopped, where that matters.
 CREATE TABLE {{prefix}}tenant_flows (
     tenant TEXT   PRIMARY KEY,
     bound  BIGINT NOT NULL
@@ -28,9 +33,12 @@ CREATE TABLE {{prefix}}tenant_flows (
 -- this one, are the new bound (or 2^62 when the count reached the cap).
 -- The flow is saved only while the owner has fewer unexpired pending flows
 -- than its cap. It returns 'ok', or 'owner' or 'tenant' for the cap that
--- refused the flow ('owner' when both did), and needs READ COMMITTED: under
--- a stricter level the counts would not see what was committed while it
--- waited for the lock.
+-- refused the flow ('owner' when both did). A refused start saved nothing
+-- that must survive a crash (only the bound, which may be looser), so its
+-- commit does not wait for the WAL flush: a tenant at its cap answers its
+-- refusals without holding its row through a disk write each. It needs
+-- READ COMMITTED, PostgreSQL's default, and raises an error under a
+-- stricter level.
 CREATE OR REPLACE FUNCTION {{prefix}}create_flow(
     p_id TEXT, p_tenant TEXT, p_user_id TEXT, p_provider TEXT, p_source TEXT, p_name TEXT,
     p_connection_id TEXT, p_reconnect INTEGER, p_return_to TEXT, p_browser TEXT,
@@ -56,6 +64,7 @@ BEGIN
             SET bound = CASE WHEN v_pending < p_per_tenant THEN v_pending + 1 ELSE 4611686018427387904 END
             WHERE tenant = p_tenant;
         IF v_unexpired >= p_per_tenant THEN
+            PERFORM set_config('synchronous_commit', 'off', true);
             IF (SELECT count(*) FROM (SELECT 1 FROM {{prefix}}flows
                     WHERE tenant = p_tenant AND user_id = p_user_id AND state = 'pending' AND expires_at >= p_created_at
                     LIMIT p_per_owner) AS owner_flows) >= p_per_owner THEN
@@ -72,6 +81,7 @@ BEGIN
             WHERE tenant = p_tenant AND user_id = p_user_id AND state = 'pending' AND expires_at >= p_created_at
             LIMIT p_per_owner) AS owner_flows) < p_per_owner;
     IF NOT FOUND THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
         RETURN 'owner';
     END IF;
     RETURN 'ok';
