@@ -146,7 +146,8 @@ func serverCPU(db *sql.DB) (time.Duration, bool) {
 	return time.Duration(ticks) * 10 * time.Millisecond, true
 }
 
-// walBytes returns the server's WAL insert position, in bytes.
+// walBytes returns the server's WAL insert position, in bytes: one
+// position for the whole server, so either app's pool may ask.
 func walBytes(b *testing.B, db *sql.DB) int64 {
 	var n int64
 	if err := db.QueryRow("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint").Scan(&n); err != nil {
@@ -258,13 +259,7 @@ type pgApp struct {
 func newPGApp(b *testing.B, db *sql.DB, kind string, held, perTenant int) *pgApp {
 	ctx := context.Background()
 	p := prefix(b, db, sqlstore.Postgres)
-	s, err := sqlstore.New(db, sqlstore.Options{Dialect: sqlstore.Postgres, Prefix: p})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
+	s := storeAt(b, db, sqlstore.Postgres, p)
 	a := &pgApp{sm: scs.New(), tenants: held / perTenant, browsers: held, prefix: p, store: s}
 	if def, ok := a.sm.Store.(*scsmem.MemStore); ok {
 		def.StopCleanup() // the default store's, replaced below

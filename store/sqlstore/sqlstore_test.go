@@ -81,10 +81,30 @@ func prefix(t testing.TB, db *sql.DB, d sqlstore.Dialect) string {
 }
 
 func newStore(t testing.TB, db *sql.DB, d sqlstore.Dialect) *sqlstore.Store {
-	s, err := sqlstore.New(db, sqlstore.Options{Dialect: d, Prefix: prefix(t, db, d)})
+	return storeAt(t, db, d, prefix(t, db, d))
+}
+
+// storeAt returns a Store over the tables of prefix p, migrated.
+func storeAt(t testing.TB, db *sql.DB, d sqlstore.Dialect, p string) *sqlstore.Store {
+	s, err := sqlstore.New(db, sqlstore.Options{Dialect: d, Prefix: p})
 	require.NoError(t, err)
 	require.NoError(t, s.Migrate(context.Background()))
 	return s
+}
+
+// migrateTo applies the migrations of prefix p up to version by hand, as a
+// DBA or an older release would, and records them.
+func migrateTo(t testing.TB, db *sql.DB, d sqlstore.Dialect, p string, version int) {
+	migs, err := sqlstore.Migrations(d, p)
+	require.NoError(t, err)
+	_, err = db.Exec("CREATE TABLE " + p + "schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)")
+	require.NoError(t, err)
+	for _, m := range migs[:version] {
+		_, err := db.Exec(m.SQL)
+		require.NoError(t, err)
+		_, err = db.Exec("INSERT INTO " + p + "schema_migrations (version, applied_at) VALUES (" + strconv.Itoa(m.Version) + ", 0)")
+		require.NoError(t, err)
+	}
 }
 
 // The suite runs on one database per dialect, shared by its tests, as a
@@ -180,18 +200,9 @@ func TestUpgradeFromVersion2(t *testing.T) {
 			ctx := context.Background()
 			db, d := open(t)
 			p := prefix(t, db, d)
-			migs, err := sqlstore.Migrations(d, p)
-			require.NoError(t, err)
-			_, err = db.Exec("CREATE TABLE " + p + "schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)")
-			require.NoError(t, err)
-			for _, m := range migs[:2] {
-				_, err := db.Exec(m.SQL)
-				require.NoError(t, err)
-				_, err = db.Exec("INSERT INTO " + p + "schema_migrations (version, applied_at) VALUES (" + strconv.Itoa(m.Version) + ", 0)")
-				require.NoError(t, err)
-			}
+			migrateTo(t, db, d, p, 2)
 			created := time.Date(2024, 5, 6, 7, 8, 9, 123_000, time.UTC)
-			_, err = db.Exec("INSERT INTO " + p + "flows (id, tenant, user_id, provider, source, name, connection_id, reconnect," +
+			_, err := db.Exec("INSERT INTO " + p + "flows (id, tenant, user_id, provider, source, name, connection_id, reconnect," +
 				" return_url, return_to, data, state, outcome, created_at, expires_at) VALUES" +
 				" ('f1', 'acme', 'alice', 'cdata', 'Salesforce', 'CRM', '', 0, 'https://app/r', '/done', '{\"sub\":\"x\"}'," +
 				" 'done', 'connected', 1714979289000123, 1714981089000123)")

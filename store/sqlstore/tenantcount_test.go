@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/onboardkit/onboard"
+	"github.com/onboardkit/onboard/internal/testutil"
 	"github.com/onboardkit/onboard/store/sqlstore"
 	"github.com/onboardkit/onboard/store/storetest"
 )
@@ -43,13 +43,12 @@ func bounds(t *testing.T, db *sql.DB, p string) (bound, pending map[string]int64
 		read("SELECT tenant, count(*) FROM " + p + "flows WHERE state = 'pending' GROUP BY tenant")
 }
 
+// newPGStore returns a migrated PostgreSQL store, its database and its
+// prefix.
 func newPGStore(t *testing.T) (*sqlstore.Store, *sql.DB, string) {
 	db := openPostgres(t)
 	p := prefix(t, db, sqlstore.Postgres)
-	s, err := sqlstore.New(db, sqlstore.Options{Dialect: sqlstore.Postgres, Prefix: p})
-	require.NoError(t, err)
-	require.NoError(t, s.Migrate(context.Background()))
-	return s, db, p
+	return storeAt(t, db, sqlstore.Postgres, p), db, p
 }
 
 func flowOf(o onboard.Owner, created time.Time) onboard.Flow {
@@ -73,31 +72,24 @@ func TestTenantBoundHolds(t *testing.T) {
 			require.NoError(t, s.CreateFlow(ctx, flowOf(o, now.Add(-2*time.Hour)), lim))
 		}
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, 400)
-	for i := range errs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f := flowOf(onboard.Owner{Tenant: "t" + strconv.Itoa(i%4), User: "u" + strconv.Itoa(i%10)}, now)
-			err := s.CreateFlow(ctx, f, lim)
-			if errors.Is(err, onboard.ErrOwnerLimit) || errors.Is(err, onboard.ErrTooManyFlows) {
-				return
+	failed, first := testutil.Concurrently(400, 40, func(i int) error {
+		f := flowOf(onboard.Owner{Tenant: "t" + strconv.Itoa(i%4), User: "u" + strconv.Itoa(i%10)}, now)
+		err := s.CreateFlow(ctx, f, lim)
+		if errors.Is(err, onboard.ErrOwnerLimit) || errors.Is(err, onboard.ErrTooManyFlows) {
+			return nil
+		}
+		if err != nil || i%3 == 0 { // a third stay pending
+			return err
+		}
+		for range 2 { // the second finds it used
+			err := s.CompleteFlow(ctx, f.ID, onboard.Connection{State: onboard.Abandoned}, false)
+			if err != nil && !errors.Is(err, onboard.ErrFlowUsed) {
+				return err
 			}
-			if err != nil || i%3 == 0 { // a third stay pending
-				errs[i] = err
-				return
-			}
-			for range 2 {
-				err := s.CompleteFlow(ctx, f.ID, onboard.Connection{State: onboard.Abandoned}, false)
-				if err != nil && !errors.Is(err, onboard.ErrFlowUsed) {
-					errs[i] = err
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	require.NoError(t, errors.Join(errs...))
+		}
+		return nil
+	})
+	require.Zero(t, failed, "the first failure: %v", first)
 	bound, pending := bounds(t, db, p)
 	require.Len(t, bound, 4)
 	for tenant, n := range pending {
@@ -172,17 +164,8 @@ func TestTenantBoundTooHigh(t *testing.T) {
 func TestUpgradeToVersion4(t *testing.T) {
 	db := openPostgres(t)
 	p := prefix(t, db, sqlstore.Postgres)
-	migs, err := sqlstore.Migrations(sqlstore.Postgres, p)
-	require.NoError(t, err)
 	ctx := context.Background()
-	_, err = db.Exec("CREATE TABLE " + p + "schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)")
-	require.NoError(t, err)
-	for _, m := range migs[:3] {
-		_, err := db.Exec(m.SQL)
-		require.NoError(t, err)
-		_, err = db.Exec("INSERT INTO " + p + "schema_migrations (version, applied_at) VALUES (" + strconv.Itoa(m.Version) + ", 0)")
-		require.NoError(t, err)
-	}
+	migrateTo(t, db, sqlstore.Postgres, p, 3)
 	s, err := sqlstore.New(db, sqlstore.Options{Dialect: sqlstore.Postgres, Prefix: p})
 	require.NoError(t, err)
 	now := time.Now()
