@@ -5,27 +5,30 @@
 // Two heaps order the flows by expiry: the pending ones (for the runner's
 // query of expired flows) and the done ones without cleanup left (for
 // Prune, and to give way when the store is full). Each owner's and each
-// tenant's pending flows are listed by expiry, so admission counts those
-// unexpired at a time with a binary search. A start or a return costs
-// O(log n) in the flows held plus O(k) in what one tenant holds; no call
-// waits for a sweep of the whole store. Listing queries cost O(m log m) in
-// what they select before their Limit; the runner's query of connections
-// to check reads every connection.
+// tenant's pending flows are kept in a list, in no order; admission counts
+// the unexpired ones of a list only once it has reached its cap. Each
+// flow keeps its position in the heap and in the lists that hold it, so a
+// start or a return costs O(log n) in the flows held, and a start at its
+// cap O(cap) more; no call waits for a sweep of the whole store. Listing
+// queries cost O(m log m) in what they select before their Limit; the
+// runner's query of connections to check reads every connection.
 //
 // Memory is bounded: admission caps each owner's and each tenant's
 // pending flows (onboard.Limits), so one tenant's flood cannot push out
 // another's flows, and Options.MaxFlows bounds the flows held in total,
-// done flows giving way first. A pending flow holds about 760 bytes of
+// done flows giving way first. A pending flow holds about 630 bytes of
 // heap with fields of typical size (ids, a short source, name and
-// return_to) and about 4.8 KiB with the largest fields a start accepts
+// return_to) and about 4.6 KiB with the largest fields a start accepts
 // (source, name and connection id of 256 four-byte runes each, a
 // return_to of 1024 bytes): the default MaxFlows of 100,000 holds about
-// 75 MiB, at most about 470 MiB. TestBytesPerFlow measures it.
+// 60 MiB, at most about 450 MiB. TestBytesPerFlow measures it.
 //
-// With a million flows held, a start (CreateFlow) took 5 to 8 µs at the
-// median and 67 to 108 µs at the 99.9th percentile, and a return (Flow
-// and CompleteFlow) 9 to 13 µs and 378 to 452 µs, in three runs on a
-// shared 2-core machine: go test -tags stall -run TestStall.
+// With a million flows held, a start (CreateFlow) took 2.6 to 2.8 µs at
+// the median and 81 to 99 µs at the 99.9th percentile, and a return (Flow
+// and CompleteFlow) 7.4 to 7.7 µs and 515 to 552 µs, in three runs on a
+// shared 2-core machine: go test -tags stall -run TestStall. The return's
+// tail is the connections map growing, one new connection a return: with
+// the map made at its final size it was 130 µs.
 //
 // Like every Store it reads no clock: the times it compares with are
 // passed in by the core.
@@ -33,7 +36,6 @@ package memstore
 
 import (
 	"cmp"
-	"container/heap"
 	"context"
 	"fmt"
 	"slices"
@@ -60,18 +62,17 @@ type Options struct {
 type Store struct {
 	maxFlows int
 
-	mu    sync.Mutex
-	flows map[string]onboard.Flow
+	mu    sync.RWMutex
+	flows map[string]*record
 	// pending orders the pending flows by ExpiresAt, and done the done
 	// flows whose Cleanup is clear: those Prune and MaxFlows may drop.
-	pending, done expiryHeap
-	// byOwner and byTenant list the pending flows of each owner and
-	// tenant by expiry, so that admission counts those unexpired at a
-	// time with a binary search.
-	byOwner  map[onboard.Owner]expiries
-	byTenant map[string]expiries
-	// dirty holds the ids of done flows whose Cleanup is set.
-	dirty map[string]struct{}
+	pending, done flowHeap
+	// byOwner and byTenant hold the pending flows of each owner and
+	// tenant, for admission.
+	byOwner  pendingLists[onboard.Owner]
+	byTenant pendingLists[string]
+	// dirty holds the done flows whose Cleanup is set.
+	dirty map[string]*record
 
 	conns map[connKey]onboard.Connection
 	// tenantConns holds the keys of each tenant's connections, and
@@ -91,12 +92,10 @@ func New(opt Options) *Store {
 	}
 	return &Store{
 		maxFlows:    opt.MaxFlows,
-		flows:       make(map[string]onboard.Flow),
-		pending:     newExpiryHeap(),
-		done:        newExpiryHeap(),
-		byOwner:     make(map[onboard.Owner]expiries),
-		byTenant:    make(map[string]expiries),
-		dirty:       make(map[string]struct{}),
+		flows:       make(map[string]*record),
+		byOwner:     newPendingLists[onboard.Owner](0),
+		byTenant:    newPendingLists[string](1),
+		dirty:       make(map[string]*record),
 		conns:       make(map[connKey]onboard.Connection),
 		tenantConns: make(map[string]map[connKey]struct{}),
 		detached:    make(map[connKey]struct{}),
@@ -105,35 +104,9 @@ func New(opt Options) *Store {
 
 // Len returns how many flows the store holds.
 func (s *Store) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	return len(s.flows)
-}
-
-// add puts v in the set at m[k], making the set when needed.
-func add[K, V comparable](m map[K]map[V]struct{}, k K, v V) {
-	set, ok := m[k]
-	if !ok {
-		set = make(map[V]struct{})
-		m[k] = set
-	}
-	set[v] = struct{}{}
-}
-
-// remove takes v out of the set at m[k], dropping an empty set.
-func remove[K, V comparable](m map[K]map[V]struct{}, k K, v V) {
-	if set, ok := m[k]; ok {
-		delete(set, v)
-		if len(set) == 0 {
-			delete(m, k)
-		}
-	}
-}
-
-// full reports whether at least limit of the flows of l are unexpired
-// at now (a limit of 0 or less is no limit).
-func full(l expiries, now time.Time, limit int) bool {
-	return limit > 0 && l.unexpired(now) >= limit
 }
 
 // CreateFlow saves a new pending flow if admission allows it.
@@ -149,27 +122,27 @@ func (s *Store) CreateFlow(ctx context.Context, f onboard.Flow, lim onboard.Limi
 	if _, dup := s.flows[f.ID]; dup {
 		return fmt.Errorf("memstore: flow %q exists", f.ID)
 	}
-	if full(s.byOwner[f.Owner], f.CreatedAt, lim.PerOwner) {
+	if s.byOwner.full(f.Owner, f.CreatedAt, lim.PerOwner) {
 		return fmt.Errorf("%w: %d pending flows", onboard.ErrOwnerLimit, lim.PerOwner)
 	}
-	if full(s.byTenant[f.Owner.Tenant], f.CreatedAt, lim.PerTenant) {
+	if s.byTenant.full(f.Owner.Tenant, f.CreatedAt, lim.PerTenant) {
 		return fmt.Errorf("%w: the tenant has %d pending flows", onboard.ErrTooManyFlows, lim.PerTenant)
 	}
 	if len(s.flows) >= s.maxFlows && s.done.Len() > 0 {
 		// Make room: drop the done flow that expires first (never one
 		// whose cleanup is left: those are not in s.done).
-		delete(s.flows, heap.Pop(&s.done).(expiry).id)
+		delete(s.flows, s.done.pop().flow.ID)
 	}
 	if len(s.flows) >= s.maxFlows {
 		return fmt.Errorf("%w: the store holds %d flows, its maximum", onboard.ErrTooManyFlows, len(s.flows))
 	}
 	f.State = onboard.FlowPending
 	f.Outcome, f.Message, f.Cleanup = "", "", false
-	s.flows[f.ID] = f
-	e := expiry{f.ExpiresAt, f.ID}
-	heap.Push(&s.pending, e)
-	insert(s.byOwner, f.Owner, e)
-	insert(s.byTenant, f.Owner.Tenant, e)
+	r := &record{flow: f}
+	s.flows[f.ID] = r
+	s.pending.push(r)
+	s.byOwner.add(f.Owner, r)
+	s.byTenant.add(f.Owner.Tenant, r)
 	return nil
 }
 
@@ -178,10 +151,12 @@ func (s *Store) Flow(ctx context.Context, id string) (onboard.Flow, bool, error)
 	if err := ctx.Err(); err != nil {
 		return onboard.Flow{}, false, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, ok := s.flows[id]
-	return f, ok, nil
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if r, ok := s.flows[id]; ok {
+		return r.flow, true, nil
+	}
+	return onboard.Flow{}, false, nil
 }
 
 // Flows returns the flows q selects, oldest first.
@@ -189,32 +164,32 @@ func (s *Store) Flows(ctx context.Context, q onboard.FlowQuery) ([]onboard.Flow,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	var out []onboard.Flow
 	match := func(f onboard.Flow) bool {
 		return (q.Owner.IsZero() || f.Owner == q.Owner) && (q.ExpiredBefore.IsZero() || f.ExpiresAt.Before(q.ExpiredBefore))
 	}
 	switch {
 	case q.Cleanup:
-		for id := range s.dirty {
-			if f := s.flows[id]; match(f) {
-				out = append(out, f)
+		for _, r := range s.dirty {
+			if match(r.flow) {
+				out = append(out, r.flow)
 			}
 		}
 	case !q.Owner.IsZero():
-		for _, e := range s.byOwner[q.Owner] {
-			if f := s.flows[e.id]; match(f) {
-				out = append(out, f)
+		for _, r := range s.byOwner.lists[q.Owner] {
+			if match(r.flow) {
+				out = append(out, r.flow)
 			}
 		}
 	case !q.ExpiredBefore.IsZero():
 		// The pending heap yields the flows expired before the time
 		// without visiting the others.
-		out = s.pending.before(q.ExpiredBefore, func(id string) onboard.Flow { return s.flows[id] })
+		out = s.pending.before(q.ExpiredBefore)
 	default:
-		for id := range s.pending.index {
-			out = append(out, s.flows[id])
+		for _, r := range s.pending {
+			out = append(out, r.flow)
 		}
 	}
 	slices.SortFunc(out, func(a, b onboard.Flow) int {
@@ -233,30 +208,26 @@ func (s *Store) CompleteFlow(ctx context.Context, flowID string, c onboard.Conne
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, ok := s.flows[flowID]
+	r, ok := s.flows[flowID]
 	switch {
 	case !ok:
 		return onboard.ErrUnknownFlow
-	case f.State != onboard.FlowPending:
+	case r.flow.State != onboard.FlowPending:
 		return onboard.ErrFlowUsed
 	}
+	f := &r.flow
 	f.State, f.Outcome, f.Message, f.Cleanup = onboard.FlowDone, c.State, c.Message, cleanup
 	if c.ID != "" {
 		f.ConnectionID = c.ID
-		if old, ok := s.conns[connKey{c.Provider, c.ID}]; ok && old.EventAt.After(c.EventAt) {
-			c.EventAt = old.EventAt
-		}
-		s.save(c)
+		s.save(c, true)
 	}
-	s.flows[flowID] = f
-	s.pending.remove(flowID)
-	e := expiry{f.ExpiresAt, flowID}
-	drop(s.byOwner, f.Owner, e)
-	drop(s.byTenant, f.Owner.Tenant, e)
+	s.pending.remove(r)
+	s.byOwner.remove(f.Owner, r)
+	s.byTenant.remove(f.Owner.Tenant, r)
 	if cleanup {
-		s.dirty[flowID] = struct{}{}
+		s.dirty[flowID] = r
 	} else {
-		heap.Push(&s.done, e)
+		s.done.push(r)
 	}
 	return nil
 }
@@ -268,24 +239,23 @@ func (s *Store) SetCleanup(ctx context.Context, flowID string, cleanup bool) err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, ok := s.flows[flowID]
+	r, ok := s.flows[flowID]
 	if !ok {
 		return onboard.ErrUnknownFlow
 	}
-	if f.State != onboard.FlowDone {
+	if r.flow.State != onboard.FlowDone {
 		return fmt.Errorf("memstore: flow %q is not done", flowID)
 	}
-	if f.Cleanup == cleanup {
+	if r.flow.Cleanup == cleanup {
 		return nil
 	}
-	f.Cleanup = cleanup
-	s.flows[flowID] = f
+	r.flow.Cleanup = cleanup
 	if cleanup {
-		s.done.remove(flowID)
-		s.dirty[flowID] = struct{}{}
+		s.done.remove(r)
+		s.dirty[flowID] = r
 	} else {
 		delete(s.dirty, flowID)
-		heap.Push(&s.done, expiry{f.ExpiresAt, flowID})
+		s.done.push(r)
 	}
 	return nil
 }
@@ -299,8 +269,8 @@ func (s *Store) Prune(ctx context.Context, t time.Time) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
-	for s.done.Len() > 0 && s.done.items[0].at.Before(t) {
-		delete(s.flows, heap.Pop(&s.done).(expiry).id)
+	for s.done.Len() > 0 && s.done[0].flow.ExpiresAt.Before(t) {
+		delete(s.flows, s.done.pop().flow.ID)
 		n++
 	}
 	for k := range s.detached {
@@ -312,13 +282,21 @@ func (s *Store) Prune(ctx context.Context, t time.Time) (int, error) {
 	return n, nil
 }
 
-// save inserts or replaces c. Called with s.mu held.
-func (s *Store) save(c onboard.Connection) {
+// save inserts or replaces c; with laterEvent, a replaced record's
+// EventAt is kept when it is later than c's. Called with s.mu held.
+func (s *Store) save(c onboard.Connection, laterEvent bool) {
 	k := connKey{c.Provider, c.ID}
 	if old, ok := s.conns[k]; ok {
 		c.CreatedAt = old.CreatedAt
+		if laterEvent && old.EventAt.After(c.EventAt) {
+			c.EventAt = old.EventAt
+		}
+		if old.Owner == c.Owner {
+			s.conns[k] = c // indexed already
+			return
+		}
+		s.deleteConn(k)
 	}
-	s.deleteConn(k)
 	s.conns[k] = c
 	if c.Owner.IsZero() {
 		s.detached[k] = struct{}{}
@@ -349,7 +327,7 @@ func (s *Store) SaveConnection(ctx context.Context, c onboard.Connection) error 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.save(c)
+	s.save(c, false)
 	return nil
 }
 
@@ -358,8 +336,8 @@ func (s *Store) FindConnection(ctx context.Context, provider, id string) (onboar
 	if err := ctx.Err(); err != nil {
 		return onboard.Connection{}, false, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	c, ok := s.conns[connKey{provider, id}]
 	return c, ok, nil
 }
@@ -369,8 +347,8 @@ func (s *Store) Connections(ctx context.Context, q onboard.ConnectionQuery) ([]o
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	var out []onboard.Connection
 	keep := func(c onboard.Connection) bool {
 		return !c.Owner.IsZero() && (q.Provider == "" || c.Provider == q.Provider)

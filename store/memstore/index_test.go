@@ -1,0 +1,147 @@
+package memstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/onboardkit/onboard"
+)
+
+// TestIndexesAgree runs random starts, returns, cleanups, and the
+// runner's expiry and prunes, of
+// few owners and tenants so that caps are reached, with flows expiring
+// as the clock moves, and checks after each call that every flow is where
+// its state says, at the position its record keeps.
+func TestIndexesAgree(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(7, 11))
+	s := New(Options{MaxFlows: 300})
+	now := time.Unix(1_700_000_000, 0)
+	lim := onboard.Limits{PerOwner: 6, PerTenant: 20}
+	var ids []string
+	var refused [3]int // by the owner's cap, the tenant's, MaxFlows
+	for i := range 20_000 {
+		now = now.Add(time.Duration(rng.IntN(2)) * time.Second)
+		switch op := rng.IntN(10); {
+		case op < 5:
+			o := onboard.Owner{Tenant: fmt.Sprint("t", rng.IntN(4)), User: fmt.Sprint("u", rng.IntN(8))}
+			f := onboard.Flow{ID: fmt.Sprint("f", i), Owner: o, Provider: "p", CreatedAt: now,
+				ExpiresAt: now.Add(time.Duration(50+rng.IntN(250)) * time.Second)}
+			switch err := s.CreateFlow(ctx, f, lim); {
+			case err == nil:
+				ids = append(ids, f.ID)
+			case errors.Is(err, onboard.ErrOwnerLimit):
+				refused[0]++
+			case errors.Is(err, onboard.ErrTooManyFlows) && s.byTenant.full(o.Tenant, now, lim.PerTenant):
+				refused[1]++
+			case errors.Is(err, onboard.ErrTooManyFlows):
+				refused[2]++
+			}
+		case op < 8 && len(ids) > 0:
+			id := ids[len(ids)-1-rng.IntN(min(len(ids), 60))] // a recent flow
+			c := onboard.Connection{Provider: "p", State: onboard.Connected}
+			if rng.IntN(2) == 0 {
+				c.ID = fmt.Sprint("c", rng.IntN(50))
+			}
+			_ = s.CompleteFlow(ctx, id, c, rng.IntN(5) == 0)
+		case op < 9 && len(ids) > 0:
+			_ = s.SetCleanup(ctx, ids[rng.IntN(len(ids))], rng.IntN(4) == 0)
+		default: // what the runner does
+			expired, err := s.Flows(ctx, onboard.FlowQuery{ExpiredBefore: now, Limit: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range expired {
+				if err := s.CompleteFlow(ctx, f.ID, onboard.Connection{State: onboard.Abandoned}, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := s.Prune(ctx, now.Add(-20*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.check(now, lim); err != nil {
+			t.Fatalf("after call %d: %v", i, err)
+		}
+	}
+	t.Logf("%d flows admitted; refused by the owner's cap %d, by the tenant's %d, by MaxFlows %d", len(ids), refused[0], refused[1], refused[2])
+	if refused[0] == 0 || refused[1] == 0 || refused[2] == 0 {
+		t.Fatal("the caps were not reached")
+	}
+}
+
+// check reports the first place where the store's structures disagree,
+// or where a cap is passed.
+func (s *Store) check(now time.Time, lim onboard.Limits) error {
+	for name, h := range map[string]flowHeap{"pending": s.pending, "done": s.done} {
+		for i, r := range h {
+			if r.pos != i {
+				return fmt.Errorf("%s heap: flow %s at %d keeps %d", name, r.flow.ID, i, r.pos)
+			}
+			if p := (i - 1) / 2; i > 0 && h.Less(i, p) {
+				return fmt.Errorf("%s heap: flow %s expires before its parent", name, r.flow.ID)
+			}
+			if s.flows[r.flow.ID] != r {
+				return fmt.Errorf("%s heap: flow %s is not held", name, r.flow.ID)
+			}
+		}
+	}
+	listed := 0
+	for slot, lists := range []map[string][]*record{ownerLists(s.byOwner), s.byTenant.lists} {
+		for k, l := range lists {
+			unexpired := 0
+			for i, r := range l {
+				if r.listed[slot] != i || r.flow.State != onboard.FlowPending {
+					return fmt.Errorf("list %q: flow %s at %d keeps %d, state %s", k, r.flow.ID, i, r.listed[slot], r.flow.State)
+				}
+				if !r.flow.ExpiresAt.Before(now) {
+					unexpired++
+				}
+			}
+			if max := []int{lim.PerOwner, lim.PerTenant}[slot]; unexpired > max {
+				return fmt.Errorf("list %q: %d unexpired pending flows, cap %d", k, unexpired, max)
+			}
+			if slot == 1 {
+				listed += len(l)
+			}
+		}
+	}
+	pending, done := 0, 0
+	for id, r := range s.flows {
+		switch {
+		case r.flow.State == onboard.FlowPending:
+			pending++
+			if r.pos < 0 || s.pending[r.pos] != r {
+				return fmt.Errorf("pending flow %s is not in the pending heap", id)
+			}
+		case r.flow.Cleanup:
+			if s.dirty[id] != r || r.pos != -1 {
+				return fmt.Errorf("flow %s to clean up: dirty %v, position %d", id, s.dirty[id] == r, r.pos)
+			}
+		default:
+			done++
+			if r.pos < 0 || s.done[r.pos] != r {
+				return fmt.Errorf("done flow %s is not in the done heap", id)
+			}
+		}
+	}
+	if pending != len(s.pending) || pending != listed || done != len(s.done) || len(s.flows) > s.maxFlows {
+		return fmt.Errorf("%d pending (heap %d, listed %d), %d done (heap %d), %d held of %d",
+			pending, len(s.pending), listed, done, len(s.done), len(s.flows), s.maxFlows)
+	}
+	return nil
+}
+
+// ownerLists returns the owners' lists keyed by a string, to be checked
+// as the tenants' are.
+func ownerLists(p pendingLists[onboard.Owner]) map[string][]*record {
+	out := make(map[string][]*record, len(p.lists))
+	for o, l := range p.lists {
+		out[o.Tenant+"/"+o.User] = l
+	}
+	return out
+}
