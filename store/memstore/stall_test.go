@@ -21,7 +21,9 @@ import (
 // requests of a busy instance would make them: a start (CreateFlow) and a
 // return (Flow, then CompleteFlow). At the 99.9th percentile each stays
 // under a millisecond: no call waits for work on the whole store, and the
-// garbage collector, running meanwhile, does not stop them for long. It
+// garbage collector, running meanwhile, does not stop them for long. Then
+// the same calls go on while the flows done meanwhile are pruned, and stay
+// under a millisecond too. It
 // takes about 20 seconds and 1 GB; run it without the race detector:
 //
 //	go test -tags stall -run TestStall -v ./store/memstore/
@@ -80,5 +82,42 @@ func TestStall(t *testing.T) {
 		t.Logf("%s with %d flows held, %d calls: p50 %s, p99 %s, p99.9 %s, max %s", m.name, held, ops,
 			p(0.5), p(0.99), p(0.999), m.d[len(m.d)-1])
 		require.Less(t, p(0.999), time.Millisecond, "%s p99.9", m.name)
+	}
+
+	// The runner's prune of the flows done above, all expired by the
+	// time it passes, while starts and returns go on: they take turns
+	// with its batches instead of waiting for all of it.
+	pruned := make(chan error, 1)
+	go func() {
+		n, err := s.Prune(ctx, now.Add(onboard.DefaultFlowTTL+time.Second))
+		t.Logf("pruned %d done flows", n)
+		pruned <- err
+	}()
+	var during []time.Duration
+	for i := 0; ; i++ {
+		select {
+		case err := <-pruned:
+			require.NoError(t, err)
+			slices.Sort(during)
+			p := func(q float64) time.Duration { return testutil.Quantile(during, q) }
+			t.Logf("starts and returns during the prune, %d calls: p50 %s, p99 %s, p99.9 %s, max %s", len(during),
+				p(0.5), p(0.99), p(0.999), during[len(during)-1])
+			require.Greater(t, len(during), 1000, "calls went on during the prune")
+			require.Less(t, p(0.999), time.Millisecond, "p99.9 during the prune")
+			return
+		default:
+		}
+		f := flow(ownerOf(held+ops+i), now)
+		t0 := time.Now()
+		err := s.CreateFlow(ctx, f, lim)
+		during = append(during, time.Since(t0))
+		require.NoError(t, err)
+		t0 = time.Now()
+		_, _, err = s.Flow(ctx, f.ID)
+		if err == nil {
+			err = s.CompleteFlow(ctx, f.ID, onboard.Connection{State: onboard.Abandoned}, false)
+		}
+		during = append(during, time.Since(t0))
+		require.NoError(t, err)
 	}
 }
