@@ -1,7 +1,10 @@
 package memstore
 
 import (
+	"cmp"
 	"container/heap"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/onboardkit/onboard"
@@ -11,9 +14,8 @@ import (
 // that hold it, so that it leaves each without a search.
 type record struct {
 	flow onboard.Flow
-	// pos is its position in the heap that orders it: the pending heap
-	// while it is pending, the done heap once it is done with no cleanup
-	// left, none (-1) while its cleanup is left.
+	// pos is its position in the heap of its state: pending, done with
+	// cleanup left (dirty), or done.
 	pos int
 	// listed is its position in its owner's and in its tenant's list of
 	// pending flows (see pendingLists), while it is pending.
@@ -57,29 +59,94 @@ func (h *flowHeap) pop() *record { return heap.Pop(h).(*record) }
 // remove takes r, which is in the heap, out of it.
 func (h *flowHeap) remove(r *record) { heap.Remove(h, r.pos) }
 
-// before returns the flows that expire before t, leaving the heap as it
-// was. It visits only the nodes it returns and their children: a node's
-// children expire no earlier than the node.
-func (h flowHeap) before(t time.Time) []onboard.Flow {
-	var out []onboard.Flow
-	var next []int // positions to visit
+// oldest returns, oldest CreatedAt first (then ID), up to limit flows of
+// the heap (all for a limit of 0 or less) that expire before t (any, for
+// a zero t) and that match accepts (any, for nil). No flow's lifetime
+// (ExpiresAt less CreatedAt) passes maxTTL.
+//
+// It visits the heap in expiry order, from the root, keeping the limit
+// oldest flows found so far. A flow expiring at e was created at
+// e-maxTTL or later, so once the next flow to visit expires later than
+// maxTTL after the newest flow kept, none left can be older: it stops
+// there, having visited about limit flows when lifetimes are all alike,
+// however many flows have expired.
+func (h flowHeap) oldest(t time.Time, limit int, maxTTL time.Duration, match func(onboard.Flow) bool) []onboard.Flow {
+	// next holds the positions to visit, by expiry; kept the flows found,
+	// the newest on top once limit are kept.
+	next := &positions{heap: h}
+	kept := &records{less: func(a, b *record) bool { return byAge(b, a) < 0 }}
 	if len(h) > 0 {
-		next = append(next, 0)
+		heap.Push(next, 0)
 	}
-	for len(next) > 0 {
-		i := next[len(next)-1]
-		next = next[:len(next)-1]
-		if !h[i].flow.ExpiresAt.Before(t) {
-			continue // nor does any node below it
+	for next.Len() > 0 {
+		i := heap.Pop(next).(int)
+		r := h[i]
+		if !t.IsZero() && !r.flow.ExpiresAt.Before(t) {
+			break // nor does any flow left
 		}
-		out = append(out, h[i].flow)
+		full := limit > 0 && kept.Len() == limit
+		if full && r.flow.ExpiresAt.Add(-maxTTL).After(kept.items[0].flow.CreatedAt) {
+			break // no flow left is older than those kept
+		}
+		if match == nil || match(r.flow) {
+			switch {
+			case !full:
+				heap.Push(kept, r)
+			case byAge(r, kept.items[0]) < 0:
+				kept.items[0] = r
+				heap.Fix(kept, 0)
+			}
+		}
 		for _, c := range []int{2*i + 1, 2*i + 2} {
 			if c < len(h) {
-				next = append(next, c)
+				heap.Push(next, c)
 			}
 		}
 	}
+	slices.SortFunc(kept.items, byAge)
+	out := make([]onboard.Flow, len(kept.items))
+	for i, r := range kept.items {
+		out[i] = r.flow
+	}
 	return out
+}
+
+// byAge orders records by CreatedAt, then ID.
+func byAge(a, b *record) int {
+	return cmp.Or(a.flow.CreatedAt.Compare(b.flow.CreatedAt), strings.Compare(a.flow.ID, b.flow.ID))
+}
+
+// positions is a min-heap of positions in a flowHeap, by the expiry of
+// the flow there.
+type positions struct {
+	heap  flowHeap
+	items []int
+}
+
+func (p *positions) Len() int           { return len(p.items) }
+func (p *positions) Less(i, j int) bool { return p.heap.Less(p.items[i], p.items[j]) }
+func (p *positions) Swap(i, j int)      { p.items[i], p.items[j] = p.items[j], p.items[i] }
+func (p *positions) Push(x any)         { p.items = append(p.items, x.(int)) }
+func (p *positions) Pop() any {
+	x := p.items[len(p.items)-1]
+	p.items = p.items[:len(p.items)-1]
+	return x
+}
+
+// records is a heap of records in the order of less.
+type records struct {
+	items []*record
+	less  func(a, b *record) bool
+}
+
+func (q *records) Len() int           { return len(q.items) }
+func (q *records) Less(i, j int) bool { return q.less(q.items[i], q.items[j]) }
+func (q *records) Swap(i, j int)      { q.items[i], q.items[j] = q.items[j], q.items[i] }
+func (q *records) Push(x any)         { q.items = append(q.items, x.(*record)) }
+func (q *records) Pop() any {
+	x := q.items[len(q.items)-1]
+	q.items = q.items[:len(q.items)-1]
+	return x
 }
 
 // pendingLists holds the pending flows of each owner, or of each tenant,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -67,6 +68,9 @@ func TestIndexesAgree(t *testing.T) {
 		if err := s.check(now, lim); err != nil {
 			t.Fatalf("after call %d: %v", i, err)
 		}
+		if i%10 == 0 {
+			s.checkQueries(t, now, rng)
+		}
 	}
 	t.Logf("%d flows admitted; refused by the owner's cap %d, by the tenant's %d, by MaxFlows %d", len(ids), refused[0], refused[1], refused[2])
 	if refused[0] == 0 || refused[1] == 0 || refused[2] == 0 {
@@ -77,7 +81,7 @@ func TestIndexesAgree(t *testing.T) {
 // check reports the first place where the store's structures disagree,
 // or where a cap is passed.
 func (s *Store) check(now time.Time, lim onboard.Limits) error {
-	for name, h := range map[string]flowHeap{"pending": s.pending, "done": s.done} {
+	for name, h := range map[string]flowHeap{"pending": s.pending, "dirty": s.dirty, "done": s.done} {
 		for i, r := range h {
 			if r.pos != i {
 				return fmt.Errorf("%s heap: flow %s at %d keeps %d", name, r.flow.ID, i, r.pos)
@@ -110,7 +114,7 @@ func (s *Store) check(now time.Time, lim onboard.Limits) error {
 			}
 		}
 	}
-	pending, done := 0, 0
+	pending, dirty, done := 0, 0, 0
 	for id, r := range s.flows {
 		switch {
 		case r.flow.State == onboard.FlowPending:
@@ -119,8 +123,9 @@ func (s *Store) check(now time.Time, lim onboard.Limits) error {
 				return fmt.Errorf("pending flow %s is not in the pending heap", id)
 			}
 		case r.flow.Cleanup:
-			if s.dirty[id] != r || r.pos != -1 {
-				return fmt.Errorf("flow %s to clean up: dirty %v, position %d", id, s.dirty[id] == r, r.pos)
+			dirty++
+			if r.pos < 0 || s.dirty[r.pos] != r {
+				return fmt.Errorf("flow %s to clean up is not in the dirty heap", id)
 			}
 		default:
 			done++
@@ -129,11 +134,55 @@ func (s *Store) check(now time.Time, lim onboard.Limits) error {
 			}
 		}
 	}
-	if pending != len(s.pending) || pending != listed || done != len(s.done) || len(s.flows) > s.maxFlows {
-		return fmt.Errorf("%d pending (heap %d, listed %d), %d done (heap %d), %d held of %d",
-			pending, len(s.pending), listed, done, len(s.done), len(s.flows), s.maxFlows)
+	if pending != len(s.pending) || pending != listed || dirty != len(s.dirty) || done != len(s.done) || len(s.flows) > s.maxFlows {
+		return fmt.Errorf("%d pending (heap %d, listed %d), %d dirty (heap %d), %d done (heap %d), %d held of %d",
+			pending, len(s.pending), listed, dirty, len(s.dirty), done, len(s.done), len(s.flows), s.maxFlows)
 	}
 	return nil
+}
+
+// checkQueries compares the answers of Flows with a reading of every
+// flow held, for queries of the kinds the runner and the core make, with
+// limits small and large.
+func (s *Store) checkQueries(t *testing.T, now time.Time, rng *rand.Rand) {
+	t.Helper()
+	o := onboard.Owner{Tenant: fmt.Sprint("t", rng.IntN(4)), User: fmt.Sprint("u", rng.IntN(8))}
+	cut := now.Add(time.Duration(rng.IntN(200)-50) * time.Second)
+	for _, q := range []onboard.FlowQuery{
+		{ExpiredBefore: cut, Limit: 1 + rng.IntN(8)},
+		{ExpiredBefore: cut, Limit: 500},
+		{Limit: 1 + rng.IntN(8)},
+		{Cleanup: true, Limit: 1 + rng.IntN(8)},
+		{Cleanup: true, ExpiredBefore: cut, Limit: 1 + rng.IntN(8)},
+		{Cleanup: true, Owner: o, Limit: 2},
+		{Owner: o, ExpiredBefore: cut, Limit: 2},
+		{Owner: o},
+	} {
+		var want []string
+		for _, r := range s.flows {
+			f := r.flow
+			if (f.State == onboard.FlowPending) != !q.Cleanup || (q.Cleanup && !f.Cleanup) ||
+				(!q.Owner.IsZero() && f.Owner != q.Owner) || (!q.ExpiredBefore.IsZero() && !f.ExpiresAt.Before(q.ExpiredBefore)) {
+				continue
+			}
+			want = append(want, f.ID)
+		}
+		slices.SortFunc(want, func(a, b string) int { return byAge(s.flows[a], s.flows[b]) })
+		if q.Limit > 0 && len(want) > q.Limit {
+			want = want[:q.Limit]
+		}
+		got, err := s.Flows(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := make([]string, len(got))
+		for i, f := range got {
+			ids[i] = f.ID
+		}
+		if !slices.Equal(ids, want) {
+			t.Fatalf("Flows(%+v) = %v, want %v", q, ids, want)
+		}
+	}
 }
 
 // ownerLists returns the owners' lists keyed by a string, to be checked

@@ -21,9 +21,10 @@ import (
 // requests of a busy instance would make them: a start (CreateFlow) and a
 // return (Flow, then CompleteFlow). At the 99.9th percentile each stays
 // under a millisecond: no call waits for work on the whole store, and the
-// garbage collector, running meanwhile, does not stop them for long. Then
-// the same calls go on while the flows done meanwhile are pruned, and stay
-// under a millisecond too. It
+// garbage collector, running meanwhile, does not stop them for long. The
+// runner's query of expired flows, every flow expired, takes under a
+// millisecond; and the same calls go on while the flows done meanwhile
+// are pruned, and stay under a millisecond too. It
 // takes about 20 seconds and 1 GB; run it without the race detector:
 //
 //	go test -tags stall -run TestStall -v ./store/memstore/
@@ -42,10 +43,14 @@ func TestStall(t *testing.T) {
 		return onboard.Owner{Tenant: fmt.Sprint("tenant-", i%2500), User: fmt.Sprint("user-", i%50_000)}
 	}
 	lim := onboard.Limits{PerOwner: 40, PerTenant: onboard.DefaultMaxFlowsPerTenant}
+	// Flow i starts i µs after the first, as a busy instance's would; all
+	// have expired at later.
+	at := func(i int) time.Time { return now.Add(time.Duration(i) * time.Microsecond) }
+	later := now.Add(onboard.DefaultFlowTTL + time.Hour)
 	ids := make([]string, 0, held)
 	fill := time.Now()
 	for i := range held {
-		f := flow(ownerOf(i), now)
+		f := flow(ownerOf(i), at(i))
 		require.NoError(t, s.CreateFlow(ctx, f, lim))
 		ids = append(ids, f.ID)
 	}
@@ -55,7 +60,7 @@ func TestStall(t *testing.T) {
 	returns := make([]time.Duration, ops)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range ops {
-		f := flow(ownerOf(held+i), now)
+		f := flow(ownerOf(held+i), at(held+i))
 		t0 := time.Now()
 		err := s.CreateFlow(ctx, f, lim)
 		starts[i] = time.Since(t0)
@@ -84,12 +89,26 @@ func TestStall(t *testing.T) {
 		require.Less(t, p(0.999), time.Millisecond, "%s p99.9", m.name)
 	}
 
+	// The runner's query of expired flows, at a time when every flow held
+	// has expired: it visits about Limit flows, not the million.
+	var queries []time.Duration
+	for range 11 {
+		t0 := time.Now()
+		expired, err := s.Flows(ctx, onboard.FlowQuery{ExpiredBefore: later, Limit: 500})
+		queries = append(queries, time.Since(t0))
+		require.NoError(t, err)
+		require.Len(t, expired, 500)
+	}
+	slices.Sort(queries)
+	t.Logf("the runner's query of 500 expired flows of %d: median %s", s.Len(), queries[len(queries)/2])
+	require.Less(t, queries[len(queries)/2], time.Millisecond, "the runner's query")
+
 	// The runner's prune of the flows done above, all expired by the
 	// time it passes, while starts and returns go on: they take turns
 	// with its batches instead of waiting for all of it.
 	pruned := make(chan error, 1)
 	go func() {
-		n, err := s.Prune(ctx, now.Add(onboard.DefaultFlowTTL+time.Second))
+		n, err := s.Prune(ctx, later)
 		t.Logf("pruned %d done flows", n)
 		pruned <- err
 	}()
@@ -107,7 +126,7 @@ func TestStall(t *testing.T) {
 			return
 		default:
 		}
-		f := flow(ownerOf(held+ops+i), now)
+		f := flow(ownerOf(held+ops+i), later.Add(time.Duration(i)*time.Microsecond)) // not pruned: it expires after later
 		t0 := time.Now()
 		err := s.CreateFlow(ctx, f, lim)
 		during = append(during, time.Since(t0))
