@@ -62,14 +62,16 @@ func (h *flowHeap) remove(r *record) { heap.Remove(h, r.pos) }
 // oldest returns, oldest CreatedAt first (then ID), up to limit flows of
 // the heap (all for a limit of 0 or less) that expire before t (any, for
 // a zero t) and that match accepts (any, for nil). No flow's lifetime
-// (ExpiresAt less CreatedAt) passes maxTTL.
+// (ExpiresAt less CreatedAt) passes maxTTL; a negative maxTTL bounds
+// nothing.
 //
 // It visits the heap in expiry order, from the root, keeping the limit
 // oldest flows found so far. A flow expiring at e was created at
 // e-maxTTL or later, so once the next flow to visit expires later than
 // maxTTL after the newest flow kept, none left can be older: it stops
-// there, having visited about limit flows when lifetimes are all alike,
-// however many flows have expired.
+// there. With lifetimes all alike and creation times apart, it visits
+// about limit flows, however many have expired; flows created at the same
+// instant as the newest kept are all visited, since ties go by ID.
 func (h flowHeap) oldest(t time.Time, limit int, maxTTL time.Duration, match func(onboard.Flow) bool) []onboard.Flow {
 	// next holds the positions to visit, by expiry; kept the flows found,
 	// the newest on top once limit are kept.
@@ -85,7 +87,7 @@ func (h flowHeap) oldest(t time.Time, limit int, maxTTL time.Duration, match fun
 			break // nor does any flow left
 		}
 		full := limit > 0 && kept.Len() == limit
-		if full && r.flow.ExpiresAt.Add(-maxTTL).After(kept.items[0].flow.CreatedAt) {
+		if full && maxTTL >= 0 && r.flow.ExpiresAt.Add(-maxTTL).After(kept.items[0].flow.CreatedAt) {
 			break // no flow left is older than those kept
 		}
 		if match == nil || match(r.flow) {
@@ -186,7 +188,7 @@ func (p pendingLists[K]) remove(k K, r *record) {
 // now (a limit of 0 or less is no limit). A list shorter than limit
 // cannot be full, so only a list at its cap is counted: below it
 // admission costs O(1), and at it O(limit) plus the expired flows the
-// runner has not yet moved to done.
+// runner has not settled yet.
 func (p pendingLists[K]) full(k K, now time.Time, limit int) bool {
 	l := p.lists[k]
 	if limit <= 0 || len(l) < limit {

@@ -194,3 +194,41 @@ func ownerLists(p pendingLists[onboard.Owner]) map[string][]*record {
 	}
 	return out
 }
+
+// TestOldestLongLifetimes: lifetimes too long for a Duration (a zero
+// CreatedAt, or centuries) bound nothing, and the oldest flows are still
+// found, ties on CreatedAt going by ID.
+func TestOldestLongLifetimes(t *testing.T) {
+	ctx := context.Background()
+	o := onboard.Owner{Tenant: "t", User: "u"}
+	year := func(y int) time.Time { return time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC) }
+	for _, tc := range []struct {
+		name  string
+		flows []onboard.Flow
+		q     onboard.FlowQuery
+		want  string
+	}{
+		{"centuries", []onboard.Flow{
+			{ID: "a", CreatedAt: year(1), ExpiresAt: year(2000)}, // 1,999 years
+			{ID: "b", CreatedAt: year(1500), ExpiresAt: year(1501)},
+		}, onboard.FlowQuery{Limit: 1}, "a"},
+		{"zero CreatedAt", []onboard.Flow{
+			{ID: "b", ExpiresAt: year(2024)},
+			{ID: "a", ExpiresAt: year(2024).Add(time.Hour)},
+		}, onboard.FlowQuery{ExpiredBefore: year(2025), Limit: 1}, "a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(Options{})
+			for _, f := range tc.flows {
+				f.Owner = o
+				if err := s.CreateFlow(ctx, f, onboard.Limits{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := s.Flows(ctx, tc.q)
+			if err != nil || len(got) != 1 || got[0].ID != tc.want {
+				t.Fatalf("Flows(%+v) = %v, %v; want flow %s", tc.q, got, err, tc.want)
+			}
+		})
+	}
+}

@@ -8,14 +8,18 @@
 // are kept in a list, in no order; admission counts the unexpired ones of
 // a list only once it has reached its cap. Each flow keeps its position in
 // its heap and in the lists that hold it, so a start or a return costs
-// O(log n) in the flows held, and a start at its cap O(cap) more.
+// O(log n) in the flows held, and a start at its cap O(cap) more, plus the
+// expired flows of its list that the runner has not settled yet.
 //
-// No call waits for work on the whole store. The runner's queries of the
-// oldest pending or dirty flows visit about their Limit in flows, however
-// many have expired, when all flows have the same lifetime (as the core
-// gives them); Prune deletes in batches of 64 flows and lets waiting calls
-// in between. An owner's flows are read from the owner's list, and the
-// runner's query of connections to check reads every connection.
+// No start or return waits for a sweep of the flows. The runner's queries
+// of the oldest expired or dirty flows visit about their Limit in flows,
+// however many have expired, when all flows have the same lifetime (as
+// the core gives them) and distinct creation times; Prune deletes flows
+// in batches of 64 and lets waiting calls in between. A query of an
+// owner's pending flows reads the owner's list; one of an owner's dirty
+// flows, which the core does not make, reads every dirty flow. The
+// runner's query of connections to check reads every connection, and
+// Prune's pass over detached connection records reads every such record.
 //
 // Memory is bounded: admission caps each owner's and each tenant's
 // pending flows (onboard.Limits), so one tenant's flood cannot push out
@@ -45,6 +49,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -77,7 +82,9 @@ type Store struct {
 	// MaxFlows may drop.
 	pending, dirty, done flowHeap
 	// maxTTL is the longest lifetime (ExpiresAt less CreatedAt) of the
-	// flows ever held, which bounds the queries of the oldest flows.
+	// flows ever held, which bounds the queries of the oldest flows; -1
+	// once a lifetime was too long for a Duration (ExpiresAt.Sub
+	// saturates), when it bounds nothing. It never shrinks.
 	maxTTL time.Duration
 	// byOwner and byTenant hold the pending flows of each owner and
 	// tenant, for admission.
@@ -150,7 +157,13 @@ func (s *Store) CreateFlow(ctx context.Context, f onboard.Flow, lim onboard.Limi
 	r := &record{flow: f}
 	s.flows[f.ID] = r
 	s.pending.push(r)
-	s.maxTTL = max(s.maxTTL, f.ExpiresAt.Sub(f.CreatedAt))
+	switch ttl := f.ExpiresAt.Sub(f.CreatedAt); {
+	case s.maxTTL < 0:
+	case ttl == math.MaxInt64: // saturated: longer than a Duration holds
+		s.maxTTL = -1
+	default:
+		s.maxTTL = max(s.maxTTL, ttl)
+	}
 	s.byOwner.add(f.Owner, r)
 	s.byTenant.add(f.Owner.Tenant, r)
 	return nil
@@ -273,8 +286,10 @@ const pruneBatch = 64
 // Prune deletes done flows that expired before t with no cleanup left,
 // and detached connection records last updated before t. It deletes the
 // flows in batches (pruneBatch), so that no start or return waits for a
-// large prune; it stops early, with what it deleted so far, when ctx
-// ends.
+// large prune, and then the detached records (provider events that came
+// before their flow completed: few) in one pass. When ctx ends between
+// batches it stops, with what it deleted so far and ctx's error, and
+// leaves the detached records for the next call.
 func (s *Store) Prune(ctx context.Context, t time.Time) (int, error) {
 	n := 0
 	for {
@@ -286,8 +301,8 @@ func (s *Store) Prune(ctx context.Context, t time.Time) (int, error) {
 		if !more {
 			break
 		}
-		// The unlock woke the calls waiting for the lock; yielding lets
-		// them take it before the next batch does.
+		// The unlock woke the calls waiting for the lock; yielding
+		// usually lets them take it before the next batch does.
 		runtime.Gosched()
 	}
 	s.mu.Lock()
