@@ -22,42 +22,15 @@ type record struct {
 	listed [2]int
 }
 
-// flowHeap is a min-heap of flows by expiry (container/heap). Each record
-// keeps its own position, so a flow leaves the heap in O(log n) without
-// a lookup.
-type flowHeap []*record
+// flowHeap is a heap of flows by expiry.
+type flowHeap = posHeap[record]
 
-func (h flowHeap) Len() int           { return len(h) }
-func (h flowHeap) Less(i, j int) bool { return h[i].flow.ExpiresAt.Before(h[j].flow.ExpiresAt) }
-func (h flowHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].pos, h[j].pos = i, j
+func newFlowHeap() *flowHeap {
+	return &flowHeap{
+		less: func(a, b *record) bool { return a.flow.ExpiresAt.Before(b.flow.ExpiresAt) },
+		at:   func(r *record) *int { return &r.pos },
+	}
 }
-
-// Push and Pop are for container/heap; use heap.Push and heap.Pop.
-func (h *flowHeap) Push(x any) {
-	r := x.(*record)
-	r.pos = len(*h)
-	*h = append(*h, r)
-}
-
-func (h *flowHeap) Pop() any {
-	old := *h
-	r := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	r.pos = -1
-	return r
-}
-
-// push adds r to the heap.
-func (h *flowHeap) push(r *record) { heap.Push(h, r) }
-
-// pop removes and returns the flow that expires first.
-func (h *flowHeap) pop() *record { return heap.Pop(h).(*record) }
-
-// remove takes r, which is in the heap, out of it.
-func (h *flowHeap) remove(r *record) { heap.Remove(h, r.pos) }
 
 // oldest returns, oldest CreatedAt first (then ID), up to limit flows of
 // the heap (all for a limit of 0 or less) that expire before t (any, for
@@ -72,23 +45,19 @@ func (h *flowHeap) remove(r *record) { heap.Remove(h, r.pos) }
 // there. With lifetimes all alike and creation times apart, it visits
 // about limit flows, however many have expired; flows created at the same
 // instant as the newest kept are all visited, since ties go by ID.
-func (h flowHeap) oldest(t time.Time, limit int, maxTTL time.Duration, match func(onboard.Flow) bool) []onboard.Flow {
-	// next holds the positions to visit, by expiry; kept the flows found,
-	// the newest on top once limit are kept.
-	next := &positions{heap: h}
+func oldest(h *flowHeap, t time.Time, limit int, maxTTL time.Duration, match func(onboard.Flow) bool) []onboard.Flow {
+	// kept holds the flows found, the newest on top once limit are kept.
 	kept := &records{less: func(a, b *record) bool { return byAge(b, a) < 0 }}
-	if len(h) > 0 {
-		heap.Push(next, 0)
+	if limit > 0 {
+		kept.items = make([]*record, 0, limit)
 	}
-	for next.Len() > 0 {
-		i := heap.Pop(next).(int)
-		r := h[i]
+	walk(func(r *record) bool {
 		if !t.IsZero() && !r.flow.ExpiresAt.Before(t) {
-			break // nor does any flow left
+			return false // nor does any flow left
 		}
 		full := limit > 0 && kept.Len() == limit
 		if full && maxTTL >= 0 && r.flow.ExpiresAt.Add(-maxTTL).After(kept.items[0].flow.CreatedAt) {
-			break // no flow left is older than those kept
+			return false // no flow left is older than those kept
 		}
 		if match == nil || match(r.flow) {
 			switch {
@@ -99,12 +68,8 @@ func (h flowHeap) oldest(t time.Time, limit int, maxTTL time.Duration, match fun
 				heap.Fix(kept, 0)
 			}
 		}
-		for _, c := range []int{2*i + 1, 2*i + 2} {
-			if c < len(h) {
-				heap.Push(next, c)
-			}
-		}
-	}
+		return true
+	}, h)
 	slices.SortFunc(kept.items, byAge)
 	out := make([]onboard.Flow, len(kept.items))
 	for i, r := range kept.items {
@@ -116,23 +81,6 @@ func (h flowHeap) oldest(t time.Time, limit int, maxTTL time.Duration, match fun
 // byAge orders records by CreatedAt, then ID.
 func byAge(a, b *record) int {
 	return cmp.Or(a.flow.CreatedAt.Compare(b.flow.CreatedAt), strings.Compare(a.flow.ID, b.flow.ID))
-}
-
-// positions is a min-heap of positions in a flowHeap, by the expiry of
-// the flow there.
-type positions struct {
-	heap  flowHeap
-	items []int
-}
-
-func (p *positions) Len() int           { return len(p.items) }
-func (p *positions) Less(i, j int) bool { return p.heap.Less(p.items[i], p.items[j]) }
-func (p *positions) Swap(i, j int)      { p.items[i], p.items[j] = p.items[j], p.items[i] }
-func (p *positions) Push(x any)         { p.items = append(p.items, x.(int)) }
-func (p *positions) Pop() any {
-	x := p.items[len(p.items)-1]
-	p.items = p.items[:len(p.items)-1]
-	return x
 }
 
 // records is a heap of records in the order of less.

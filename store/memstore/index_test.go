@@ -12,8 +12,8 @@ import (
 	"github.com/onboardkit/onboard"
 )
 
-// TestIndexesAgree runs random starts, returns, cleanups, and the
-// runner's expiry and prunes, of
+// TestIndexesAgree runs random starts, returns, cleanups, the runner's
+// expiry and prunes, and connections saved and deleted, of
 // few owners and tenants so that caps are reached, with flows expiring
 // as the clock moves, and checks after each call that every flow is where
 // its state says, at the position its record keeps.
@@ -64,12 +64,25 @@ func TestIndexesAgree(t *testing.T) {
 			if _, err := s.Prune(ctx, now.Add(-20*time.Second)); err != nil {
 				t.Fatal(err)
 			}
+			// A refresh or an event saves a connection, of either
+			// provider, attached or detached; or one is deleted.
+			c := onboard.Connection{Provider: []string{"p", "q"}[rng.IntN(2)], ID: fmt.Sprint("c", rng.IntN(50)),
+				CheckedAt: now.Add(-time.Duration(rng.IntN(100)) * time.Second), UpdatedAt: now}
+			if rng.IntN(4) != 0 {
+				c.Owner = onboard.Owner{Tenant: fmt.Sprint("t", rng.IntN(4)), User: "u"}
+			}
+			if rng.IntN(5) == 0 {
+				_, _ = s.DeleteConnection(ctx, c.Provider, c.ID)
+			} else if err := s.SaveConnection(ctx, c); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if err := s.check(now, lim); err != nil {
 			t.Fatalf("after call %d: %v", i, err)
 		}
 		if i%10 == 0 {
 			s.checkQueries(t, now, rng)
+			s.checkConnections(t, now, rng)
 		}
 	}
 	t.Logf("%d flows admitted; refused by the owner's cap %d, by the tenant's %d, by MaxFlows %d", len(ids), refused[0], refused[1], refused[2])
@@ -81,8 +94,8 @@ func TestIndexesAgree(t *testing.T) {
 // check reports the first place where the store's structures disagree,
 // or where a cap is passed.
 func (s *Store) check(now time.Time, lim onboard.Limits) error {
-	for name, h := range map[string]flowHeap{"pending": s.pending, "dirty": s.dirty, "done": s.done} {
-		for i, r := range h {
+	for name, h := range map[string]*flowHeap{"pending": s.pending, "dirty": s.dirty, "done": s.done} {
+		for i, r := range h.items {
 			if r.pos != i {
 				return fmt.Errorf("%s heap: flow %s at %d keeps %d", name, r.flow.ID, i, r.pos)
 			}
@@ -114,29 +127,49 @@ func (s *Store) check(now time.Time, lim onboard.Limits) error {
 			}
 		}
 	}
+	attached := 0
+	for p, h := range s.checks {
+		for i, r := range h.items {
+			if r.pos != i || r.c.Provider != p || r.c.Owner.IsZero() || s.conns[connKey{r.c.Provider, r.c.ID}] != r {
+				return fmt.Errorf("checks heap of %s: connection %s at %d keeps %d", p, r.c.ID, i, r.pos)
+			}
+			if p := (i - 1) / 2; i > 0 && h.Less(i, p) {
+				return fmt.Errorf("checks heap: connection %s is checked before its parent", r.c.ID)
+			}
+		}
+		attached += h.Len()
+	}
+	for k, r := range s.conns {
+		if _, detached := s.detached[k]; detached != r.c.Owner.IsZero() || detached != (r.pos < 0) {
+			return fmt.Errorf("connection %v: detached %v, owner %v, position %d", k, detached, r.c.Owner, r.pos)
+		}
+	}
+	if attached+len(s.detached) != len(s.conns) {
+		return fmt.Errorf("%d attached and %d detached connections, %d held", attached, len(s.detached), len(s.conns))
+	}
 	pending, dirty, done := 0, 0, 0
 	for id, r := range s.flows {
 		switch {
 		case r.flow.State == onboard.FlowPending:
 			pending++
-			if r.pos < 0 || s.pending[r.pos] != r {
+			if r.pos < 0 || s.pending.items[r.pos] != r {
 				return fmt.Errorf("pending flow %s is not in the pending heap", id)
 			}
 		case r.flow.Cleanup:
 			dirty++
-			if r.pos < 0 || s.dirty[r.pos] != r {
+			if r.pos < 0 || s.dirty.items[r.pos] != r {
 				return fmt.Errorf("flow %s to clean up is not in the dirty heap", id)
 			}
 		default:
 			done++
-			if r.pos < 0 || s.done[r.pos] != r {
+			if r.pos < 0 || s.done.items[r.pos] != r {
 				return fmt.Errorf("done flow %s is not in the done heap", id)
 			}
 		}
 	}
-	if pending != len(s.pending) || pending != listed || dirty != len(s.dirty) || done != len(s.done) || len(s.flows) > s.maxFlows {
+	if pending != s.pending.Len() || pending != listed || dirty != s.dirty.Len() || done != s.done.Len() || len(s.flows) > s.maxFlows {
 		return fmt.Errorf("%d pending (heap %d, listed %d), %d dirty (heap %d), %d done (heap %d), %d held of %d",
-			pending, len(s.pending), listed, dirty, len(s.dirty), done, len(s.done), len(s.flows), s.maxFlows)
+			pending, s.pending.Len(), listed, dirty, s.dirty.Len(), done, s.done.Len(), len(s.flows), s.maxFlows)
 	}
 	return nil
 }
@@ -182,6 +215,30 @@ func (s *Store) checkQueries(t *testing.T, now time.Time, rng *rand.Rand) {
 		if !slices.Equal(ids, want) {
 			t.Fatalf("Flows(%+v) = %v, want %v", q, ids, want)
 		}
+	}
+}
+
+// checkConnections compares the runner's query of connections to check
+// with a reading of every connection held.
+func (s *Store) checkConnections(t *testing.T, now time.Time, rng *rand.Rand) {
+	t.Helper()
+	q := onboard.ConnectionQuery{Provider: []string{"", "p", "q"}[rng.IntN(3)],
+		CheckedBefore: now.Add(-time.Duration(rng.IntN(100)) * time.Second), Limit: 1 + rng.IntN(6), Offset: rng.IntN(3)}
+	var want []onboard.Connection
+	for _, r := range s.conns {
+		if c := r.c; !c.Owner.IsZero() && (q.Provider == "" || c.Provider == q.Provider) && c.CheckedAt.Before(q.CheckedBefore) {
+			want = append(want, c)
+		}
+	}
+	slices.SortFunc(want, func(a, b onboard.Connection) int { return byChecked(&a, &b) })
+	want = want[min(q.Offset, len(want)):]
+	want = want[:min(q.Limit, len(want))]
+	got, err := s.Connections(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(got, want, func(a, b onboard.Connection) bool { return a.Provider == b.Provider && a.ID == b.ID }) {
+		t.Fatalf("Connections(%+v) = %v, want %v", q, got, want)
 	}
 }
 

@@ -11,15 +11,16 @@
 // O(log n) in the flows held, and a start at its cap O(cap) more, plus the
 // expired flows of its list that the runner has not settled yet.
 //
-// No start or return waits for a sweep of the flows. The runner's queries
-// of the oldest expired or dirty flows visit about their Limit in flows,
-// however many have expired, when all flows have the same lifetime (as
-// the core gives them) and distinct creation times; Prune deletes flows
-// in batches of 64 and lets waiting calls in between. A query of an
-// owner's pending flows reads the owner's list; one of an owner's dirty
-// flows, which the core does not make, reads every dirty flow. The
-// runner's query of connections to check reads every connection, and
-// Prune's pass over detached connection records reads every such record.
+// No start or return waits for a sweep of the store. The runner's
+// queries of the oldest expired or dirty flows visit about their Limit in
+// flows, however many have expired, when all flows have the same lifetime
+// (as the core gives them) and distinct creation times; its query of
+// connections to check walks each provider's heap of connections by
+// CheckedAt and visits about its Limit; Prune deletes flows in batches of
+// 32 and lets waiting calls in between. A query of an owner's pending
+// flows reads the owner's list; one of an owner's dirty flows, which the
+// core does not make, reads every dirty flow; Prune's pass over detached
+// connection records reads every such record.
 //
 // Memory is bounded: admission caps each owner's and each tenant's
 // pending flows (onboard.Limits), so one tenant's flood cannot push out
@@ -31,15 +32,15 @@
 // return_to of 1024 bytes): the default MaxFlows of 100,000 holds about
 // 60 MiB, at most about 450 MiB. TestBytesPerFlow measures it.
 //
-// With a million flows held, a start (CreateFlow) took 2.2 to 2.5 µs at
-// the median and 50 to 76 µs at the 99.9th percentile, and a return (Flow
-// and CompleteFlow) 6.6 to 7.3 µs and 434 to 457 µs, in three runs on a
+// With a million flows held, a start (CreateFlow) took 2.4 µs at the
+// median and 51 to 66 µs at the 99.9th percentile, and a return (Flow
+// and CompleteFlow) 7.4 to 7.6 µs and 295 to 491 µs, in three runs on a
 // shared 2-core machine: go test -tags stall -run TestStall. The return's
-// tail is the connections map growing, one new connection a return: with
-// the map made at its final size it was 130 µs. The runner's query of 500
-// expired flows, of 1,200,000 all expired, took 0.21 to 0.43 ms; starts
-// and returns while 181,000 done flows were pruned, 0.28 to 0.44 ms at
-// the 99.9th percentile.
+// tail is mostly the connections map growing, one new connection a
+// return. The runner's query of 500 expired flows, of 1,200,000 all
+// expired, took 0.19 to 0.26 ms, and of 500 connections to check, of
+// 181,000, 0.11 to 0.13 ms; starts and returns while 181,000 done flows
+// were pruned, 0.35 to 0.39 ms at the 99.9th percentile.
 //
 // Like every Store it reads no clock: the times it compares with are
 // passed in by the core.
@@ -80,7 +81,7 @@ type Store struct {
 	// pending, dirty and done order by ExpiresAt the pending flows, the
 	// done flows whose Cleanup is set, and the others: those Prune and
 	// MaxFlows may drop.
-	pending, dirty, done flowHeap
+	pending, dirty, done *flowHeap
 	// maxTTL is the longest lifetime (ExpiresAt less CreatedAt) of the
 	// flows ever held, which bounds the queries of the oldest flows; -1
 	// once a lifetime was too long for a Duration (ExpiresAt.Sub
@@ -91,7 +92,10 @@ type Store struct {
 	byOwner  pendingLists[onboard.Owner]
 	byTenant pendingLists[string]
 
-	conns map[connKey]onboard.Connection
+	conns map[connKey]*connRecord
+	// checks orders each provider's attached connections by CheckedAt,
+	// for the runner's query of those to check.
+	checks map[string]*posHeap[connRecord]
 	// tenantConns holds the keys of each tenant's connections, and
 	// detached those of the records with a zero Owner.
 	tenantConns map[string]map[connKey]struct{}
@@ -110,9 +114,13 @@ func New(opt Options) *Store {
 	return &Store{
 		maxFlows:    opt.MaxFlows,
 		flows:       make(map[string]*record),
+		pending:     newFlowHeap(),
+		dirty:       newFlowHeap(),
+		done:        newFlowHeap(),
 		byOwner:     newPendingLists[onboard.Owner](0),
 		byTenant:    newPendingLists[string](1),
-		conns:       make(map[connKey]onboard.Connection),
+		conns:       make(map[connKey]*connRecord),
+		checks:      make(map[string]*posHeap[connRecord]),
 		tenantConns: make(map[string]map[connKey]struct{}),
 		detached:    make(map[connKey]struct{}),
 	}
@@ -216,7 +224,7 @@ func (s *Store) Flows(ctx context.Context, q onboard.FlowQuery) ([]onboard.Flow,
 	if !q.Owner.IsZero() {
 		match = func(f onboard.Flow) bool { return f.Owner == q.Owner }
 	}
-	return h.oldest(q.ExpiredBefore, q.Limit, s.maxTTL, match), nil
+	return oldest(h, q.ExpiredBefore, q.Limit, s.maxTTL, match), nil
 }
 
 // CompleteFlow moves a pending flow to done and saves c, atomically.
@@ -280,8 +288,8 @@ func (s *Store) SetCleanup(ctx context.Context, flowID string, cleanup bool) err
 
 // pruneBatch is the most flows Prune deletes in one hold of the lock:
 // between two, the starts and returns waiting for it go first. With a
-// million flows held, a batch takes about 0.1 to 0.3 ms.
-const pruneBatch = 64
+// million flows held, a batch takes about 0.1 to 0.2 ms.
+const pruneBatch = 32
 
 // Prune deletes done flows that expired before t with no cleanup left,
 // and detached connection records last updated before t. It deletes the
@@ -308,7 +316,7 @@ func (s *Store) Prune(ctx context.Context, t time.Time) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k := range s.detached {
-		if c := s.conns[k]; c.UpdatedAt.Before(t) {
+		if s.conns[k].c.UpdatedAt.Before(t) {
 			s.deleteConn(k)
 			n++
 		}
@@ -321,7 +329,7 @@ func (s *Store) Prune(ctx context.Context, t time.Time) (int, error) {
 func (s *Store) pruneFlows(t time.Time) (n int, more bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for s.done.Len() > 0 && s.done[0].flow.ExpiresAt.Before(t) {
+	for s.done.Len() > 0 && s.done.items[0].flow.ExpiresAt.Before(t) {
 		if n == pruneBatch {
 			return n, true
 		}
@@ -331,39 +339,74 @@ func (s *Store) pruneFlows(t time.Time) (n int, more bool) {
 	return n, false
 }
 
+// connRecord is a connection the store holds, with its position in its
+// provider's heap of attached connections (-1 while detached).
+type connRecord struct {
+	c   onboard.Connection
+	pos int
+}
+
+// byChecked orders connections by CheckedAt, then provider and id.
+func byChecked(a, b *onboard.Connection) int {
+	if c := a.CheckedAt.Compare(b.CheckedAt); c != 0 {
+		return c
+	}
+	return cmp.Or(cmp.Compare(a.Provider, b.Provider), cmp.Compare(a.ID, b.ID))
+}
+
 // save inserts or replaces c; with laterEvent, a replaced record's
 // EventAt is kept when it is later than c's. Called with s.mu held.
 func (s *Store) save(c onboard.Connection, laterEvent bool) {
 	k := connKey{c.Provider, c.ID}
 	if old, ok := s.conns[k]; ok {
-		c.CreatedAt = old.CreatedAt
-		if laterEvent && old.EventAt.After(c.EventAt) {
-			c.EventAt = old.EventAt
+		c.CreatedAt = old.c.CreatedAt
+		if laterEvent && old.c.EventAt.After(c.EventAt) {
+			c.EventAt = old.c.EventAt
 		}
-		if old.Owner == c.Owner {
-			s.conns[k] = c // indexed already
+		if old.c.Owner == c.Owner { // indexed already
+			old.c = c
+			if old.pos >= 0 {
+				s.checks[c.Provider].fix(old)
+			}
 			return
 		}
 		s.deleteConn(k)
 	}
-	s.conns[k] = c
+	r := &connRecord{c: c, pos: -1}
+	s.conns[k] = r
 	if c.Owner.IsZero() {
 		s.detached[k] = struct{}{}
-	} else {
-		add(s.tenantConns, c.Owner.Tenant, k)
+		return
 	}
+	add(s.tenantConns, c.Owner.Tenant, k)
+	h, ok := s.checks[c.Provider]
+	if !ok {
+		h = &posHeap[connRecord]{
+			less: func(a, b *connRecord) bool { return byChecked(&a.c, &b.c) < 0 },
+			at:   func(r *connRecord) *int { return &r.pos },
+		}
+		s.checks[c.Provider] = h
+	}
+	h.push(r)
 }
 
 // deleteConn removes a connection and reports whether it was there.
 // Called with s.mu held.
 func (s *Store) deleteConn(k connKey) bool {
-	c, ok := s.conns[k]
-	if ok {
-		delete(s.conns, k)
-		delete(s.detached, k)
-		remove(s.tenantConns, c.Owner.Tenant, k)
+	r, ok := s.conns[k]
+	if !ok {
+		return false
 	}
-	return ok
+	delete(s.conns, k)
+	delete(s.detached, k)
+	remove(s.tenantConns, r.c.Owner.Tenant, k)
+	if r.pos >= 0 {
+		h := s.checks[k.provider]
+		if h.remove(r); h.Len() == 0 {
+			delete(s.checks, k.provider)
+		}
+	}
+	return true
 }
 
 // SaveConnection inserts or replaces c.
@@ -387,11 +430,15 @@ func (s *Store) FindConnection(ctx context.Context, provider, id string) (onboar
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	c, ok := s.conns[connKey{provider, id}]
-	return c, ok, nil
+	if r, ok := s.conns[connKey{provider, id}]; ok {
+		return r.c, true, nil
+	}
+	return onboard.Connection{}, false, nil
 }
 
-// Connections returns the connections q selects.
+// Connections returns the connections q selects. A tenant's are read
+// from the tenant's index; the runner's query of those to check walks the
+// providers' heaps in CheckedAt order, visiting about Offset+Limit.
 func (s *Store) Connections(ctx context.Context, q onboard.ConnectionQuery) ([]onboard.Connection, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -399,12 +446,9 @@ func (s *Store) Connections(ctx context.Context, q onboard.ConnectionQuery) ([]o
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []onboard.Connection
-	keep := func(c onboard.Connection) bool {
-		return !c.Owner.IsZero() && (q.Provider == "" || c.Provider == q.Provider)
-	}
 	if q.CheckedBefore.IsZero() {
 		for k := range s.tenantConns[q.Tenant] { // attached connections only
-			if c := s.conns[k]; keep(c) {
+			if c := s.conns[k].c; q.Provider == "" || c.Provider == q.Provider {
 				out = append(out, c)
 			}
 		}
@@ -412,14 +456,22 @@ func (s *Store) Connections(ctx context.Context, q onboard.ConnectionQuery) ([]o
 			return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), cmp.Compare(a.Provider, b.Provider), cmp.Compare(a.ID, b.ID))
 		})
 	} else {
-		for _, c := range s.conns {
-			if keep(c) && c.CheckedAt.Before(q.CheckedBefore) {
-				out = append(out, c)
+		if q.Limit > 0 {
+			out = make([]onboard.Connection, 0, q.Offset+q.Limit)
+		}
+		var heaps []*posHeap[connRecord]
+		for p, h := range s.checks {
+			if q.Provider == "" || p == q.Provider {
+				heaps = append(heaps, h)
 			}
 		}
-		slices.SortFunc(out, func(a, b onboard.Connection) int {
-			return cmp.Or(a.CheckedAt.Compare(b.CheckedAt), cmp.Compare(a.Provider, b.Provider), cmp.Compare(a.ID, b.ID))
-		})
+		walk(func(r *connRecord) bool {
+			if !r.c.CheckedAt.Before(q.CheckedBefore) {
+				return false // nor is any left
+			}
+			out = append(out, r.c)
+			return q.Limit <= 0 || len(out) < q.Offset+q.Limit
+		}, heaps...)
 	}
 	out = out[min(q.Offset, len(out)):]
 	if q.Limit > 0 && len(out) > q.Limit {
