@@ -238,11 +238,12 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer, ready f
 		return err
 	case <-ctx.Done():
 	}
-	// Every request ends by its deadline, so wait that long (and more
-	// than the 5 s net/http gives a connection that has sent nothing
-	// yet); then cut what is left, which only a handler that ignores its
-	// deadline can leave.
-	shutdown, cancel := context.WithTimeout(context.Background(), max(env.Timeout, onboard.DefaultTimeout)+time.Second)
+	// A request ends by its deadline and its answer is written within
+	// WriteTimeout, so wait the longer of the two (more than the 5 s
+	// net/http gives a connection that has sent nothing yet); then cut
+	// what is left, which only a handler that ignores its deadline can
+	// leave, and stop as usual.
+	shutdown, cancel := context.WithTimeout(context.Background(), max(server.WriteTimeout, env.Timeout, onboard.DefaultTimeout)+time.Second)
 	defer cancel()
 	if err := server.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("requests still running at shutdown were cut", "err", err)

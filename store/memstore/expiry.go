@@ -49,7 +49,7 @@ func oldest(h *flowHeap, t time.Time, limit int, maxTTL time.Duration, match fun
 	// kept holds the flows found, the newest on top once limit are kept.
 	kept := &records{less: func(a, b *record) bool { return byAge(b, a) < 0 }}
 	if limit > 0 {
-		kept.items = make([]*record, 0, limit)
+		kept.items = make([]*record, 0, min(limit, h.Len()))
 	}
 	walk(func(r *record) bool {
 		if !t.IsZero() && !r.flow.ExpiresAt.Before(t) {

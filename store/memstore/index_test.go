@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -223,7 +224,10 @@ func (s *Store) checkQueries(t *testing.T, now time.Time, rng *rand.Rand) {
 func (s *Store) checkConnections(t *testing.T, now time.Time, rng *rand.Rand) {
 	t.Helper()
 	q := onboard.ConnectionQuery{Provider: []string{"", "p", "q"}[rng.IntN(3)],
-		CheckedBefore: now.Add(-time.Duration(rng.IntN(100)) * time.Second), Limit: 1 + rng.IntN(6), Offset: rng.IntN(3)}
+		CheckedBefore: now.Add(-time.Duration(rng.IntN(100)) * time.Second), Limit: rng.IntN(7), Offset: rng.IntN(3)}
+	if rng.IntN(10) == 0 {
+		q.Offset = 90 // more than are held
+	}
 	var want []onboard.Connection
 	for _, r := range s.conns {
 		if c := r.c; !c.Owner.IsZero() && (q.Provider == "" || c.Provider == q.Provider) && c.CheckedAt.Before(q.CheckedBefore) {
@@ -232,7 +236,9 @@ func (s *Store) checkConnections(t *testing.T, now time.Time, rng *rand.Rand) {
 	}
 	slices.SortFunc(want, func(a, b onboard.Connection) int { return byChecked(&a, &b) })
 	want = want[min(q.Offset, len(want)):]
-	want = want[:min(q.Limit, len(want))]
+	if q.Limit > 0 {
+		want = want[:min(q.Limit, len(want))]
+	}
 	got, err := s.Connections(context.Background(), q)
 	if err != nil {
 		t.Fatal(err)
@@ -287,5 +293,46 @@ func TestOldestLongLifetimes(t *testing.T) {
 				t.Fatalf("Flows(%+v) = %v, %v; want flow %s", tc.q, got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestQueryBounds: a Limit of "as many as there are" (math.MaxInt), a
+// large or negative Offset, and a large Limit reserve nothing for what is
+// not there.
+func TestQueryBounds(t *testing.T) {
+	ctx := context.Background()
+	s := New(Options{})
+	now := time.Unix(1_700_000_000, 0)
+	later := now.Add(time.Second)
+	o := onboard.Owner{Tenant: "t", User: "u"}
+	for i := range 3 {
+		c := onboard.Connection{Provider: "p", ID: fmt.Sprint("c", i), Owner: o, CheckedAt: now.Add(-time.Duration(i) * time.Minute)}
+		f := onboard.Flow{ID: fmt.Sprint("f", i), Owner: o, CreatedAt: now.Add(-time.Hour), ExpiresAt: now.Add(-time.Minute)}
+		if err := s.SaveConnection(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateFlow(ctx, f, onboard.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		q    onboard.ConnectionQuery
+		want int
+	}{
+		{onboard.ConnectionQuery{CheckedBefore: later, Limit: math.MaxInt}, 3},
+		{onboard.ConnectionQuery{CheckedBefore: later, Offset: 1, Limit: math.MaxInt}, 2},
+		{onboard.ConnectionQuery{CheckedBefore: later, Offset: math.MaxInt, Limit: 1}, 0},
+		{onboard.ConnectionQuery{CheckedBefore: later, Offset: -1, Limit: 2}, 2},
+		{onboard.ConnectionQuery{Tenant: "t", Offset: -1}, 3},
+		{onboard.ConnectionQuery{CheckedBefore: later, Limit: 100_000}, 3},
+	} {
+		got, err := s.Connections(ctx, tc.q)
+		if err != nil || len(got) != tc.want || cap(got) > 8 {
+			t.Errorf("Connections(%+v): %d connections (cap %d), %v; want %d", tc.q, len(got), cap(got), err, tc.want)
+		}
+	}
+	got, err := s.Flows(ctx, onboard.FlowQuery{ExpiredBefore: now, Limit: math.MaxInt})
+	if err != nil || len(got) != 3 {
+		t.Errorf("Flows(Limit MaxInt): %d flows, %v; want 3", len(got), err)
 	}
 }

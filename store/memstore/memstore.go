@@ -446,6 +446,7 @@ func (s *Store) Connections(ctx context.Context, q onboard.ConnectionQuery) ([]o
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []onboard.Connection
+	skip := max(q.Offset, 0)
 	if q.CheckedBefore.IsZero() {
 		for k := range s.tenantConns[q.Tenant] { // attached connections only
 			if c := s.conns[k].c; q.Provider == "" || c.Provider == q.Provider {
@@ -455,28 +456,29 @@ func (s *Store) Connections(ctx context.Context, q onboard.ConnectionQuery) ([]o
 		slices.SortFunc(out, func(a, b onboard.Connection) int {
 			return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), cmp.Compare(a.Provider, b.Provider), cmp.Compare(a.ID, b.ID))
 		})
-	} else {
-		if q.Limit > 0 {
-			out = make([]onboard.Connection, 0, q.Offset+q.Limit)
+		out = out[min(skip, len(out)):]
+		if q.Limit > 0 && len(out) > q.Limit {
+			out = out[:q.Limit]
 		}
-		var heaps []*posHeap[connRecord]
-		for p, h := range s.checks {
-			if q.Provider == "" || p == q.Provider {
-				heaps = append(heaps, h)
-			}
+		return out, nil
+	}
+	var heaps []*posHeap[connRecord]
+	for p, h := range s.checks {
+		if q.Provider == "" || p == q.Provider {
+			heaps = append(heaps, h)
 		}
-		walk(func(r *connRecord) bool {
-			if !r.c.CheckedAt.Before(q.CheckedBefore) {
-				return false // nor is any left
-			}
-			out = append(out, r.c)
-			return q.Limit <= 0 || len(out) < q.Offset+q.Limit
-		}, heaps...)
 	}
-	out = out[min(q.Offset, len(out)):]
-	if q.Limit > 0 && len(out) > q.Limit {
-		out = out[:q.Limit]
-	}
+	walk(func(r *connRecord) bool {
+		switch {
+		case !r.c.CheckedAt.Before(q.CheckedBefore):
+			return false // nor is any left
+		case skip > 0:
+			skip--
+			return true
+		}
+		out = append(out, r.c)
+		return q.Limit <= 0 || len(out) < q.Limit
+	}, heaps...)
 	return out, nil
 }
 
