@@ -25,6 +25,7 @@ type record struct {
 // flowHeap is a heap of flows by expiry.
 type flowHeap = posHeap[record]
 
+// newFlowHeap returns an empty heap of flows by expiry.
 func newFlowHeap() *flowHeap {
 	return &flowHeap{
 		less: func(a, b *record) bool { return a.flow.ExpiresAt.Before(b.flow.ExpiresAt) },
@@ -47,7 +48,7 @@ func newFlowHeap() *flowHeap {
 // instant as the newest kept are all visited, since ties go by ID.
 func oldest(h *flowHeap, t time.Time, limit int, maxTTL time.Duration, match func(onboard.Flow) bool) []onboard.Flow {
 	// kept holds the flows found, the newest on top once limit are kept.
-	kept := &records{less: func(a, b *record) bool { return byAge(b, a) < 0 }}
+	kept := &ordered[*record]{less: func(a, b *record) bool { return byAge(b, a) < 0 }}
 	if limit > 0 {
 		kept.items = make([]*record, 0, min(limit, h.Len()))
 	}
@@ -70,9 +71,18 @@ func oldest(h *flowHeap, t time.Time, limit int, maxTTL time.Duration, match fun
 		}
 		return true
 	}, h)
-	slices.SortFunc(kept.items, byAge)
-	out := make([]onboard.Flow, len(kept.items))
-	for i, r := range kept.items {
+	return sortedFlows(kept.items, 0)
+}
+
+// sortedFlows returns the flows of rs oldest first (byAge), up to limit
+// (all for 0 or less), sorting rs.
+func sortedFlows(rs []*record, limit int) []onboard.Flow {
+	slices.SortFunc(rs, byAge)
+	if limit > 0 && len(rs) > limit {
+		rs = rs[:limit]
+	}
+	out := make([]onboard.Flow, len(rs))
+	for i, r := range rs {
 		out[i] = r.flow
 	}
 	return out
@@ -81,22 +91,6 @@ func oldest(h *flowHeap, t time.Time, limit int, maxTTL time.Duration, match fun
 // byAge orders records by CreatedAt, then ID.
 func byAge(a, b *record) int {
 	return cmp.Or(a.flow.CreatedAt.Compare(b.flow.CreatedAt), strings.Compare(a.flow.ID, b.flow.ID))
-}
-
-// records is a heap of records in the order of less.
-type records struct {
-	items []*record
-	less  func(a, b *record) bool
-}
-
-func (q *records) Len() int           { return len(q.items) }
-func (q *records) Less(i, j int) bool { return q.less(q.items[i], q.items[j]) }
-func (q *records) Swap(i, j int)      { q.items[i], q.items[j] = q.items[j], q.items[i] }
-func (q *records) Push(x any)         { q.items = append(q.items, x.(*record)) }
-func (q *records) Pop() any {
-	x := q.items[len(q.items)-1]
-	q.items = q.items[:len(q.items)-1]
-	return x
 }
 
 // pendingLists holds the pending flows of each owner, or of each tenant,

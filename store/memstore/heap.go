@@ -52,21 +52,21 @@ func (h *posHeap[T]) fix(e *T) { heap.Fix(h, *h.at(e)) }
 // no earlier than the node): about k elements for the k least, with a
 // frontier of O(k).
 func walk[T any](visit func(*T) bool, heaps ...*posHeap[T]) {
-	var f frontier[T]
+	next := &ordered[node[T]]{less: func(a, b node[T]) bool { return a.h.less(a.h.items[a.i], b.h.items[b.i]) }}
 	for _, h := range heaps {
 		if len(h.items) > 0 {
-			f.less = h.less
-			f.push(node[T]{h, 0})
+			next.items = append(next.items, node[T]{h, 0})
 		}
 	}
-	for len(f.nodes) > 0 {
-		n := f.pop()
+	heap.Init(next)
+	for next.Len() > 0 {
+		n := heap.Pop(next).(node[T])
 		if !visit(n.h.items[n.i]) {
 			return
 		}
 		for _, c := range []int{2*n.i + 1, 2*n.i + 2} {
 			if c < len(n.h.items) {
-				f.push(node[T]{n.h, c})
+				heap.Push(next, node[T]{n.h, c})
 			}
 		}
 	}
@@ -78,46 +78,19 @@ type node[T any] struct {
 	i int
 }
 
-// frontier is a min-heap of the nodes walk visits next, kept by hand
-// rather than through container/heap, which would allocate for every
-// node it is handed.
-type frontier[T any] struct {
-	nodes []node[T]
-	less  func(a, b *T) bool
+// ordered is a min-heap (container/heap) of values in the order of less,
+// for those that need not know their place in it.
+type ordered[E any] struct {
+	items []E
+	less  func(a, b E) bool
 }
 
-func (f *frontier[T]) before(i, j int) bool {
-	a, b := f.nodes[i], f.nodes[j]
-	return f.less(a.h.items[a.i], b.h.items[b.i])
-}
-
-func (f *frontier[T]) push(n node[T]) {
-	f.nodes = append(f.nodes, n)
-	for i := len(f.nodes) - 1; i > 0; {
-		p := (i - 1) / 2
-		if !f.before(i, p) {
-			break
-		}
-		f.nodes[i], f.nodes[p] = f.nodes[p], f.nodes[i]
-		i = p
-	}
-}
-
-func (f *frontier[T]) pop() node[T] {
-	top, last := f.nodes[0], len(f.nodes)-1
-	f.nodes[0] = f.nodes[last]
-	f.nodes = f.nodes[:last]
-	for i := 0; ; {
-		least := i
-		for _, c := range []int{2*i + 1, 2*i + 2} {
-			if c < len(f.nodes) && f.before(c, least) {
-				least = c
-			}
-		}
-		if least == i {
-			return top
-		}
-		f.nodes[i], f.nodes[least] = f.nodes[least], f.nodes[i]
-		i = least
-	}
+func (o *ordered[E]) Len() int           { return len(o.items) }
+func (o *ordered[E]) Less(i, j int) bool { return o.less(o.items[i], o.items[j]) }
+func (o *ordered[E]) Swap(i, j int)      { o.items[i], o.items[j] = o.items[j], o.items[i] }
+func (o *ordered[E]) Push(x any)         { o.items = append(o.items, x.(E)) }
+func (o *ordered[E]) Pop() any {
+	x := o.items[len(o.items)-1]
+	o.items = o.items[:len(o.items)-1]
+	return x
 }
