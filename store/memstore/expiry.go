@@ -18,7 +18,7 @@ type record struct {
 	// cleanup left (dirty), or done.
 	pos int
 	// listed is its position in its owner's and in its tenant's list of
-	// pending flows (see pendingLists), while it is pending.
+	// pending flows, while it is pending.
 	listed [2]int
 }
 
@@ -93,46 +93,12 @@ func byAge(a, b *record) int {
 	return cmp.Or(a.flow.CreatedAt.Compare(b.flow.CreatedAt), strings.Compare(a.flow.ID, b.flow.ID))
 }
 
-// pendingLists holds the pending flows of each owner, or of each tenant,
-// in no order, for admission. Each record keeps its position in its list
-// (record.listed[slot]), so that a flow joins and leaves in O(1).
-type pendingLists[K comparable] struct {
-	lists map[K][]*record
-	slot  int
-}
-
-func newPendingLists[K comparable](slot int) pendingLists[K] {
-	return pendingLists[K]{lists: make(map[K][]*record), slot: slot}
-}
-
-// add puts r in the list of k.
-func (p pendingLists[K]) add(k K, r *record) {
-	l := p.lists[k]
-	r.listed[p.slot] = len(l)
-	p.lists[k] = append(l, r)
-}
-
-// remove takes r out of the list of k, where it is: the last flow of the
-// list takes its place.
-func (p pendingLists[K]) remove(k K, r *record) {
-	l := p.lists[k]
-	i, last := r.listed[p.slot], l[len(l)-1]
-	l[i], last.listed[p.slot] = last, i
-	l[len(l)-1] = nil
-	if l = l[:len(l)-1]; len(l) == 0 {
-		delete(p.lists, k)
-	} else {
-		p.lists[k] = l
-	}
-}
-
-// full reports whether at least limit of the flows of k are unexpired at
+// atCap reports whether at least limit of the flows of l are unexpired at
 // now (a limit of 0 or less is no limit). A list shorter than limit
-// cannot be full, so only a list at its cap is counted: below it
-// admission costs O(1), and at it O(limit) plus the expired flows the
-// runner has not settled yet.
-func (p pendingLists[K]) full(k K, now time.Time, limit int) bool {
-	l := p.lists[k]
+// cannot be, so only a list at its cap is counted: below it admission
+// costs O(1), and at it O(limit) plus the expired flows the runner has not
+// settled yet.
+func atCap(l []*record, now time.Time, limit int) bool {
 	if limit <= 0 || len(l) < limit {
 		return false
 	}
@@ -145,24 +111,4 @@ func (p pendingLists[K]) full(k K, now time.Time, limit int) bool {
 		}
 	}
 	return false
-}
-
-// add puts v in the set at m[k], making the set when needed.
-func add[K, V comparable](m map[K]map[V]struct{}, k K, v V) {
-	set, ok := m[k]
-	if !ok {
-		set = make(map[V]struct{})
-		m[k] = set
-	}
-	set[v] = struct{}{}
-}
-
-// remove takes v out of the set at m[k], dropping an empty set.
-func remove[K, V comparable](m map[K]map[V]struct{}, k K, v V) {
-	if set, ok := m[k]; ok {
-		delete(set, v)
-		if len(set) == 0 {
-			delete(m, k)
-		}
-	}
 }

@@ -94,3 +94,36 @@ func (o *ordered[E]) Pop() any {
 	o.items = o.items[:len(o.items)-1]
 	return x
 }
+
+// posLists holds, for each key, a list of elements in no order, each of
+// which keeps its position in its list (at), so that one joins and leaves
+// in O(1). An empty list is dropped.
+type posLists[K comparable, T any] struct {
+	lists map[K][]*T
+	at    func(*T) *int
+}
+
+func newPosLists[K comparable, T any](at func(*T) *int) posLists[K, T] {
+	return posLists[K, T]{lists: make(map[K][]*T), at: at}
+}
+
+// add puts e in the list of k.
+func (p posLists[K, T]) add(k K, e *T) {
+	l := p.lists[k]
+	*p.at(e) = len(l)
+	p.lists[k] = append(l, e)
+}
+
+// remove takes e out of the list of k, where it is: the last element of
+// the list takes its place.
+func (p posLists[K, T]) remove(k K, e *T) {
+	l := p.lists[k]
+	i, last := *p.at(e), l[len(l)-1]
+	l[i], *p.at(last) = last, i
+	l[len(l)-1] = nil
+	if l = l[:len(l)-1]; len(l) == 0 {
+		delete(p.lists, k)
+	} else {
+		p.lists[k] = l
+	}
+}

@@ -38,7 +38,7 @@ func TestIndexesAgree(t *testing.T) {
 				ids = append(ids, f.ID)
 			case errors.Is(err, onboard.ErrOwnerLimit):
 				refused[0]++
-			case errors.Is(err, onboard.ErrTooManyFlows) && s.byTenant.full(o.Tenant, now, lim.PerTenant):
+			case errors.Is(err, onboard.ErrTooManyFlows) && atCap(s.byTenant.lists[o.Tenant], now, lim.PerTenant):
 				refused[1]++
 			case errors.Is(err, onboard.ErrTooManyFlows):
 				refused[2]++
@@ -145,6 +145,18 @@ func (s *Store) check(now time.Time, lim onboard.Limits) error {
 			return fmt.Errorf("connection %v: detached %v, owner %v, position %d", k, detached, r.c.Owner, r.pos)
 		}
 	}
+	inLists := 0
+	for tenant, l := range s.tenantConns.lists {
+		for i, r := range l {
+			if r.listed != i || r.c.Owner.Tenant != tenant || s.conns[connKey{r.c.Provider, r.c.ID}] != r {
+				return fmt.Errorf("tenant %q's list: connection %s at %d keeps %d", tenant, r.c.ID, i, r.listed)
+			}
+		}
+		inLists += len(l)
+	}
+	if inLists != attached {
+		return fmt.Errorf("%d connections in tenants' lists, %d attached", inLists, attached)
+	}
 	if attached+len(s.detached) != len(s.conns) {
 		return fmt.Errorf("%d attached and %d detached connections, %d held", attached, len(s.detached), len(s.conns))
 	}
@@ -250,7 +262,7 @@ func (s *Store) checkConnections(t *testing.T, now time.Time, rng *rand.Rand) {
 
 // ownerLists returns the owners' lists keyed by a string, to be checked
 // as the tenants' are.
-func ownerLists(p pendingLists[onboard.Owner]) map[string][]*record {
+func ownerLists(p posLists[onboard.Owner, record]) map[string][]*record {
 	out := make(map[string][]*record, len(p.lists))
 	for o, l := range p.lists {
 		out[o.Tenant+"/"+o.User] = l

@@ -32,15 +32,15 @@
 // return_to of 1024 bytes): the default MaxFlows of 100,000 holds about
 // 60 MiB, at most about 450 MiB. TestBytesPerFlow measures it.
 //
-// With a million flows held, a start (CreateFlow) took 2.0 to 2.3 µs at
-// the median and 44 to 49 µs at the 99.9th percentile, and a return (Flow
-// and CompleteFlow) 6.8 to 7.1 µs and 295 to 458 µs, in three runs on a
-// shared 2-core machine: go test -tags stall -run TestStall. The return's
-// tail is mostly the connections map growing, one new connection a
-// return. The runner's query of 500 expired flows, of 1,200,000 all
-// expired, took 0.22 to 0.34 ms, and of 500 connections to check, of
-// 181,000, 0.18 to 0.25 ms; starts and returns while 181,000 done flows
-// were pruned, 0.27 to 0.33 ms at the 99.9th percentile.
+// With a million flows held, a start (CreateFlow) took 0.74 to 0.77 µs at
+// the median and 9 to 10 µs at the 99.9th percentile, and a return (Flow
+// and CompleteFlow) 2.8 to 2.9 µs and 141 to 145 µs, in two runs on a
+// shared 2-core machine: go test -tags stall -run TestStall. The
+// return's tail is mostly the connections map growing, one new connection
+// a return. The runner's query of 500 expired flows, of 1,200,000 all
+// expired, took 0.19 to 0.21 ms, and of 500 connections to check, of
+// 181,000, 0.13 ms; starts and returns while 181,000 done flows were
+// pruned, 0.10 to 0.11 ms at the 99.9th percentile.
 //
 // Like every Store it reads no clock: the times it compares with are
 // passed in by the core.
@@ -89,16 +89,16 @@ type Store struct {
 	maxTTL time.Duration
 	// byOwner and byTenant hold the pending flows of each owner and
 	// tenant, for admission.
-	byOwner  pendingLists[onboard.Owner]
-	byTenant pendingLists[string]
+	byOwner  posLists[onboard.Owner, record]
+	byTenant posLists[string, record]
 
 	conns map[connKey]*connRecord
 	// checks orders each provider's attached connections by CheckedAt,
 	// for the runner's query of those to check.
 	checks map[string]*posHeap[connRecord]
-	// tenantConns holds the keys of each tenant's connections, and
-	// detached those of the records with a zero Owner.
-	tenantConns map[string]map[connKey]struct{}
+	// tenantConns holds each tenant's connections, and detached the keys
+	// of the records with a zero Owner.
+	tenantConns posLists[string, connRecord]
 	detached    map[connKey]struct{}
 }
 
@@ -117,11 +117,11 @@ func New(opt Options) *Store {
 		pending:     newFlowHeap(),
 		dirty:       newFlowHeap(),
 		done:        newFlowHeap(),
-		byOwner:     newPendingLists[onboard.Owner](0),
-		byTenant:    newPendingLists[string](1),
+		byOwner:     newPosLists[onboard.Owner](func(r *record) *int { return &r.listed[0] }),
+		byTenant:    newPosLists[string](func(r *record) *int { return &r.listed[1] }),
 		conns:       make(map[connKey]*connRecord),
 		checks:      make(map[string]*posHeap[connRecord]),
-		tenantConns: make(map[string]map[connKey]struct{}),
+		tenantConns: newPosLists[string](func(r *connRecord) *int { return &r.listed }),
 		detached:    make(map[connKey]struct{}),
 	}
 }
@@ -146,10 +146,10 @@ func (s *Store) CreateFlow(ctx context.Context, f onboard.Flow, lim onboard.Limi
 	if _, dup := s.flows[f.ID]; dup {
 		return fmt.Errorf("memstore: flow %q exists", f.ID)
 	}
-	if s.byOwner.full(f.Owner, f.CreatedAt, lim.PerOwner) {
+	if atCap(s.byOwner.lists[f.Owner], f.CreatedAt, lim.PerOwner) {
 		return fmt.Errorf("%w: %d pending flows", onboard.ErrOwnerLimit, lim.PerOwner)
 	}
-	if s.byTenant.full(f.Owner.Tenant, f.CreatedAt, lim.PerTenant) {
+	if atCap(s.byTenant.lists[f.Owner.Tenant], f.CreatedAt, lim.PerTenant) {
 		return fmt.Errorf("%w: the tenant has %d pending flows", onboard.ErrTooManyFlows, lim.PerTenant)
 	}
 	if len(s.flows) >= s.maxFlows && s.done.Len() > 0 {
@@ -334,10 +334,12 @@ func (s *Store) pruneFlows(t time.Time) (n int, more bool) {
 }
 
 // connRecord is a connection the store holds, with its position in its
-// provider's heap of attached connections (-1 while detached).
+// provider's heap of attached connections (-1 while detached) and, while
+// attached, in its tenant's list.
 type connRecord struct {
-	c   onboard.Connection
-	pos int
+	c      onboard.Connection
+	pos    int
+	listed int
 }
 
 // newConnHeap returns an empty heap of connections by byChecked.
@@ -380,7 +382,7 @@ func (s *Store) save(c onboard.Connection, laterEvent bool) {
 		s.detached[k] = struct{}{}
 		return
 	}
-	add(s.tenantConns, c.Owner.Tenant, k)
+	s.tenantConns.add(c.Owner.Tenant, r)
 	h, ok := s.checks[c.Provider]
 	if !ok {
 		h = newConnHeap()
@@ -397,8 +399,11 @@ func (s *Store) deleteConn(k connKey) bool {
 		return false
 	}
 	delete(s.conns, k)
-	delete(s.detached, k)
-	remove(s.tenantConns, r.c.Owner.Tenant, k)
+	if _, ok := s.detached[k]; ok {
+		delete(s.detached, k)
+		return true
+	}
+	s.tenantConns.remove(r.c.Owner.Tenant, r)
 	if r.pos >= 0 {
 		h := s.checks[k.provider]
 		if h.remove(r); h.Len() == 0 {
@@ -447,9 +452,9 @@ func (s *Store) Connections(ctx context.Context, q onboard.ConnectionQuery) ([]o
 	var out []onboard.Connection
 	skip := max(q.Offset, 0)
 	if q.CheckedBefore.IsZero() {
-		for k := range s.tenantConns[q.Tenant] { // attached connections only
-			if c := s.conns[k].c; q.Provider == "" || c.Provider == q.Provider {
-				out = append(out, c)
+		for _, r := range s.tenantConns.lists[q.Tenant] { // attached connections only
+			if q.Provider == "" || r.c.Provider == q.Provider {
+				out = append(out, r.c)
 			}
 		}
 		slices.SortFunc(out, func(a, b onboard.Connection) int {
