@@ -22,10 +22,10 @@
 //   - Flow is one SELECT.
 //   - CompleteFlow is one statement. On PostgreSQL a data-modifying WITH
 //     moves the flow from pending to done and feeds the connection's
-//     upsert, and a refusal takes a second query to tell an unknown flow
-//     from a used one. On SQLite it is an INSERT into the view
-//     {prefix}flow_completions, whose trigger checks, updates and upserts;
-//     a refusal is told by its error, without a second query.
+//     upsert, and its row count tells a completion from a refusal, and an
+//     unknown flow from a used one. On SQLite it is an INSERT into the
+//     view {prefix}flow_completions, whose trigger checks, updates and
+//     upserts; a refusal is told by its error.
 //
 // The other methods are one statement each, but for Prune (two DELETEs)
 // and SetCleanup on a flow it cannot change (a second query says why).
@@ -332,7 +332,12 @@ func newQueries(d Dialect, p string) queries {
 		q.createFlow = "SELECT FROM generate_series(1, CASE " + p + "create_flow($1, $2, $3, $4, $5, $6, $7, $8, $9," +
 			" $10, $11, $12, $13, $14) WHEN 'ok' THEN 1 WHEN 'owner' THEN 2 WHEN 'tenant' THEN 3 ELSE 0 END)"
 		// The UPDATE's row lock makes concurrent completions of a flow
-		// take turns; the later ones find it done and change nothing.
+		// take turns; the later ones find it done and change nothing. A
+		// completion is 1 row when it completed the flow; else 2 when the
+		// flow is there (the statement's snapshot, taken before any wait
+		// for the lock, still sees a flow a concurrent completion took),
+		// 3 when it is not. The second EXISTS runs only when the first is
+		// false.
 		q.completeFlow = "WITH done AS (UPDATE " + p + "flows SET state = 'done', outcome = $2::text, message = $3::text," +
 			" cleanup = $4::integer, connection_id = CASE WHEN $5::text = '' THEN connection_id ELSE $5::text END" +
 			" WHERE id = $1::text AND state = 'pending' RETURNING id)," +
@@ -341,7 +346,8 @@ func newQueries(d Dialect, p string) queries {
 			" $12::bigint, $13::bigint, $14::bigint, $15::bigint FROM done WHERE $5::text <> ''" +
 			" ON CONFLICT (provider, id) DO UPDATE SET " + connUpdate +
 			", event_at = GREATEST(" + p + "connections.event_at, excluded.event_at))" +
-			" SELECT FROM done"
+			" SELECT FROM generate_series(1, CASE WHEN EXISTS (SELECT FROM done) THEN 1" +
+			" WHEN EXISTS (SELECT FROM " + p + "flows WHERE id = $1::text) THEN 2 ELSE 3 END)"
 	case SQLite:
 		q.createFlow = "INSERT INTO " + p + "flow_admissions (id, tenant, user_id, provider, source, name, connection_id," +
 			" reconnect, return_to, browser, created_at, expires_at, per_owner, per_tenant)" +
@@ -531,17 +537,24 @@ func (s *Store) CompleteFlow(ctx context.Context, flowID string, c onboard.Conne
 	res, err := s.db.ExecContext(ctx, s.q.completeFlow, flowID, string(c.State), c.Message, boolInt(cleanup), c.ID,
 		c.Provider, c.Owner.Tenant, c.Owner.User, c.Name, c.Source, c.FlowID, micros(c.CreatedAt), micros(c.UpdatedAt),
 		micros(c.EventAt), micros(c.CheckedAt))
-	var n int64 // flows completed: the statement's row count
+	// The answer, as the statement's row count (see newQueries): 1 when
+	// the flow was pending and is done now, 2 when it was not pending, 3
+	// when there is no such flow.
+	var answer int64
 	if err == nil {
-		n, err = res.RowsAffected()
+		answer, err = res.RowsAffected()
 	}
-	if err != nil {
+	switch {
+	case err != nil:
 		return fmt.Errorf("sqlstore: complete flow: %w", err)
+	case answer == 1:
+		return nil
+	case answer == 2:
+		return onboard.ErrFlowUsed
+	case answer == 3:
+		return onboard.ErrUnknownFlow
 	}
-	if n == 0 {
-		return s.refusal(ctx, flowID, onboard.ErrFlowUsed)
-	}
-	return nil
+	return fmt.Errorf("sqlstore: complete flow: unexpected answer of %d rows", answer)
 }
 
 // refusal tells why flowID could not be changed: ErrUnknownFlow when it is
