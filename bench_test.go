@@ -423,6 +423,7 @@ func compare(b *testing.B, kinds []benchKind, prepare func(b *testing.B, t *benc
 // fake-again, by a browser that has (one of those held, so a start adds
 // one flow as the others do).
 func BenchmarkStart(b *testing.B) {
+	testutil.FixedCount(b)
 	compare(b, benchKinds(true), func(b *testing.B, t *benchTarget, again bool) (http.Handler, []*http.Request, int) {
 		reqs := make([]*http.Request, b.N)
 		if again {
@@ -447,6 +448,7 @@ func BenchmarkStart(b *testing.B) {
 // BenchmarkReturn times returns from the provider's hosted page, each of
 // a flow started (untimed) by a browser of its own.
 func BenchmarkReturn(b *testing.B) {
+	testutil.FixedCount(b)
 	compare(b, benchKinds(false), func(b *testing.B, t *benchTarget, _ bool) (http.Handler, []*http.Request, int) {
 		reqs := make([]*http.Request, b.N)
 		for i := range reqs {

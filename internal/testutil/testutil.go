@@ -1,14 +1,17 @@
 // Package testutil holds what onboard's own tests share and apps do not
-// need: one RSA key per test binary, a worker pool and a log buffer.
+// need: one RSA key per test binary, a worker pool, a log buffer and a
+// check of the benchmarks' count.
 package testutil
 
 import (
 	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
+	"flag"
 	"net/http"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -20,6 +23,16 @@ var RSAKey = sync.OnceValue(func() *rsa.PrivateKey {
 	}
 	return k
 })
+
+// FixedCount fails b unless benchmarks run with a fixed count
+// (-benchtime Nx), as those that call it must: their figures compare
+// benchmarks that hold the same number of flows, or steps that use the
+// flows an earlier step made.
+func FixedCount(b *testing.B) {
+	if f := flag.Lookup("test.benchtime"); f == nil || !strings.HasSuffix(f.Value.String(), "x") {
+		b.Fatal("run with a fixed count, -benchtime Nx (BENCHMARKS.md gives the commands)")
+	}
+}
 
 // Concurrently calls fn(i) for every i below n from workers goroutines
 // and returns how many calls failed and the first failure.

@@ -1,15 +1,17 @@
 // Package memstore is an in-memory [onboard.Store] for a single app
 // instance, development and tests.
 //
-// It keeps plain Go maps of onboard.Flow and onboard.Connection values.
-// Three heaps order the flows by expiry: the pending ones, the done ones
-// with cleanup left, and the other done ones (for Prune, and to give way
-// when the store is full). Each owner's and each tenant's pending flows
-// are kept in a list, in no order; admission counts the unexpired ones of
-// a list only once it has reached its cap. Each flow keeps its position in
-// its heap and in the lists that hold it, so a start or a return costs
-// O(log n) in the flows held, and a start at its cap O(cap) more, plus the
-// expired flows of its list that the runner has not settled yet.
+// It keeps plain Go maps from each flow's id and each connection's
+// provider and id to a record: the onboard.Flow or onboard.Connection
+// value, with its positions in the structures below. Three heaps order the
+// flows by expiry: the pending ones, the done ones with cleanup left, and
+// the other done ones (for Prune, and to give way when the store is full).
+// Each owner's and each tenant's pending flows are kept in a list, in no
+// order; admission counts the unexpired ones of a list only once it has
+// reached its cap. Each flow keeps its position in its heap and in the
+// lists that hold it, so a start or a return costs O(log n) in the flows
+// held, and a start at its cap O(cap) more, plus the expired flows of its
+// list that the runner has not settled yet.
 //
 // No start or return waits for a sweep of the store. The runner's
 // queries of the oldest expired or dirty flows visit about their Limit in
@@ -22,15 +24,19 @@
 // core does not make, reads every dirty flow; Prune's pass over detached
 // connection records reads every such record.
 //
-// Memory is bounded: admission caps each owner's and each tenant's
-// pending flows (onboard.Limits), so one tenant's flood cannot push out
-// another's flows, and Options.MaxFlows bounds the flows held in total,
-// done flows giving way first. A pending flow holds about 630 bytes of
-// heap with fields of typical size (ids, a short source, name and
+// The memory of flows is bounded: admission caps each owner's and each
+// tenant's pending flows (onboard.Limits), so one tenant's flood cannot
+// push out another's flows, and Options.MaxFlows bounds the flows held in
+// total, done flows giving way first. A pending flow past its expiry
+// counts toward MaxFlows until the runner settles it, and no longer toward
+// the caps. Connections are not bounded here: each is kept until it is
+// deleted, as in any store, and Prune deletes the records of provider
+// events that no flow has attached. A pending flow holds about 630 bytes
+// of heap with fields of typical size (ids, a short source, name and
 // return_to) and about 4.6 KiB with the largest fields a start accepts
-// (source, name and connection id of 256 four-byte runes each, a
-// return_to of 1024 bytes): the default MaxFlows of 100,000 holds about
-// 60 MiB, at most about 450 MiB. TestBytesPerFlow measures it.
+// (source, name and connection id of 256 four-byte runes each, a return_to
+// of 1024 bytes): the default MaxFlows of 100,000 holds about 60 MiB, at
+// most about 450 MiB. TestBytesPerFlow measures it.
 //
 // With a million flows held, a start (CreateFlow) took 0.74 to 0.77 µs at
 // the median and 9 to 10 µs at the 99.9th percentile, and a return (Flow

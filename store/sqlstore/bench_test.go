@@ -37,8 +37,8 @@ import (
 // same number of statements: on start one INSERT of the flow row (the
 // same columns), on return one SELECT of it and one statement that marks
 // it done and upserts the connection. Both keep sessions in scs's
-// in-memory store behind scs's LoadAndSave, share one pool (16 open and
-// 16 idle connections), and start with the same number of pending flows
+// in-memory store behind scs's LoadAndSave, each have a pool of their
+// own (16 open and 16 idle connections), and start with the same number of pending flows
 // held in tables of the same schema (made by Migrate, with a prefix of
 // their own). onboard logs at Info through slog's text handler into
 // io.Discard.
@@ -57,6 +57,7 @@ import (
 // its allocations per flow, and onboard's time as a multiple of the
 // floor's (x-floor).
 func BenchmarkFlowPostgres(b *testing.B) {
+	testutil.FixedCount(b)
 	const held = 100_000
 	// A pool of each, named, so that the server's processes of each
 	// are known.
@@ -468,6 +469,7 @@ func pgServe(b *testing.B, h http.Handler, reqs []*http.Request, recs []*httptes
 //	ONBOARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test?sslmode=disable \
 //	  go test -run '^$' -bench StatementsPostgres -benchtime 2000x ./store/sqlstore/
 func BenchmarkStatementsPostgres(b *testing.B) {
+	testutil.FixedCount(b)
 	db := openPostgres(b)
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(16)
