@@ -122,6 +122,44 @@ func TestBrowserKeyIsSavedWithTheSession(t *testing.T) {
 	require.Zero(t, store.commits, "later starts write nothing")
 }
 
+// TestBrowserKeyMadeAtSignIn: an app that makes the key in its sign-in
+// handler, whose session is saved anyway, keeps the write off the first
+// start: the start finds the key and writes nothing.
+func TestBrowserKeyMadeAtSignIn(t *testing.T) {
+	sm := scs.New()
+	store := &countingStore{Store: sm.Store}
+	sm.Store = store
+	s, err := middleware.NewSCS(sm)
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
+		require.NoError(t, sm.RenewToken(r.Context()))
+		sm.Put(r.Context(), "user", "alice")
+		key, err := s.BrowserKey(r.Context(), true)
+		require.NoError(t, err)
+		fmt.Fprint(w, key)
+	})
+	mux.HandleFunc("/start", func(w http.ResponseWriter, r *http.Request) {
+		key, err := s.BrowserKey(r.Context(), true)
+		require.NoError(t, err)
+		fmt.Fprint(w, key)
+	})
+	h := middleware.LoadAndSave(sm, func(w http.ResponseWriter, r *http.Request, err error) {
+		t.Errorf("session error: %v", err)
+	})(mux)
+	login := httptest.NewRecorder()
+	h.ServeHTTP(login, httptest.NewRequest("GET", "/login", nil))
+	require.Equal(t, 1, store.commits, "the sign-in saves the session, with the key")
+	cookies := login.Result().Cookies()
+	require.Len(t, cookies, 1)
+	start := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/start", nil)
+	req.AddCookie(cookies[0])
+	h.ServeHTTP(start, req)
+	require.Equal(t, login.Body.String(), start.Body.String(), "the start finds the key made at sign-in")
+	require.Equal(t, 1, store.commits, "the first start writes nothing")
+}
+
 func TestNoSessionIsAnErrorNotAPanic(t *testing.T) {
 	s, _ := middleware.NewSCS(scs.New())
 	for _, create := range []bool{false, true} {

@@ -46,9 +46,12 @@
 //	db.SetMaxIdleConns(32) // equal: keep what a burst opened
 //	db.SetConnMaxIdleTime(5 * time.Minute)
 //
-// [New] logs a warning when MaxOpenConns is left at its default. pgx
-// checks a connection idle for over a second with a ping before reusing
-// it ([github.com/jackc/pgx/v5/stdlib.OptionShouldPing] tunes that).
+// [New] logs a warning when MaxOpenConns is left at its default; it
+// cannot check MaxIdleConns, which database/sql does not report, so set
+// it with MaxOpenConns (the default of two idle connections is what makes
+// a burst reopen connections). pgx checks a connection idle for over a
+// second with a ping before reusing it
+// ([github.com/jackc/pgx/v5/stdlib.OptionShouldPing] tunes that).
 //
 // # A slow or hanging database
 //
