@@ -63,8 +63,10 @@ func TestBytesPerFlow(t *testing.T) {
 		make  func(onboard.Owner, time.Time) onboard.Flow
 		bound uint64
 	}{
-		{"typical", flow, 1500},
-		{"largest", largest, 6000},
+		// About 10 percent over the figures measured (628 and 4,668
+		// bytes), which the package documentation gives.
+		{"typical", flow, 700},
+		{"largest", largest, 5200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
