@@ -78,10 +78,15 @@ func (s *SCS) read(ctx context.Context) (key, token string, err error) {
 // BrowserKey returns the browser's secret key: 32 bytes, base64url. With
 // create, a browser without one gets one, put in the session and saved
 // with it by LoadAndSave at the end of that request: the session is written
-// once per browser, at its first start, and never again by onboard. If that
-// save fails, the user gets the app's error page, and the flow the start
-// made is left to expire; the runner then settles it and removes what the
-// provider made for it.
+// once per browser, at its first start, and never again by onboard. If
+// that save fails, the user gets the app's error page, and the flow the
+// start made is left to expire; the runner then settles it and removes
+// what the provider made for it.
+//
+// An app may make the key at sign-in instead, where it saves the session
+// anyway: call BrowserKey(ctx, true) after RenewToken, so that the key
+// comes from the signed-in session's token. Then no start writes the
+// session.
 //
 // A saved session (one the user signed in to) gets a key derived from its
 // token, SHA-256 with a label of onboard's own, so that tabs whose first

@@ -38,10 +38,10 @@ import (
 // same columns), on return one SELECT of it and one statement that marks
 // it done and upserts the connection. Both keep sessions in scs's
 // in-memory store behind scs's LoadAndSave, each have a pool of their
-// own (16 open and 16 idle connections), and start with the same number of pending flows
-// held in tables of the same schema (made by Migrate, with a prefix of
-// their own). onboard logs at Info through slog's text handler into
-// io.Discard.
+// own (16 open and 16 idle connections), and start with the same number
+// of pending flows held in tables of the same schema (made by Migrate,
+// with a prefix of their own). onboard logs at Info through slog's text
+// handler into io.Discard.
 //
 // Each iteration is one flow of each: the two take turns in rounds of 100
 // flows, the first of a round alternating, so that both meet the same
@@ -57,11 +57,11 @@ import (
 // its allocations per flow, and onboard's time as a multiple of the
 // floor's (x-floor).
 func BenchmarkFlowPostgres(b *testing.B) {
-	testutil.FixedCount(b)
 	const held = 100_000
 	// A pool of each, named, so that the server's processes of each
 	// are known.
 	pools := []*sql.DB{openPostgresAs(b, "floor"), openPostgresAs(b, "onboard")}
+	testutil.FixedCount(b)
 	for _, perTenant := range []int{10, 100} {
 		for _, clients := range []int{1, 8} {
 			name := "held=" + strconv.Itoa(held) + "/per-tenant=" + strconv.Itoa(perTenant) + "/clients=" + strconv.Itoa(clients)
@@ -469,8 +469,8 @@ func pgServe(b *testing.B, h http.Handler, reqs []*http.Request, recs []*httptes
 //	ONBOARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test?sslmode=disable \
 //	  go test -run '^$' -bench StatementsPostgres -benchtime 2000x ./store/sqlstore/
 func BenchmarkStatementsPostgres(b *testing.B) {
-	testutil.FixedCount(b)
 	db := openPostgres(b)
+	testutil.FixedCount(b)
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(16)
 	const held, perTenant = 100_000, 100

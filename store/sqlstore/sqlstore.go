@@ -337,9 +337,10 @@ func newQueries(d Dialect, p string) queries {
 		// The UPDATE's row lock makes concurrent completions of a flow
 		// take turns; the later ones find it done and change nothing. A
 		// completion is 1 row when it completed the flow; else 2 when the
-		// flow is there (the statement's snapshot, taken before any wait
-		// for the lock, still sees a flow a concurrent completion took),
-		// 3 when it is not. The second EXISTS runs only when the first is
+		// flow is there (under READ COMMITTED, PostgreSQL's default, the
+		// statement's snapshot is taken before any wait for the lock, so
+		// it still sees a flow a concurrent completion took), 3 when it
+		// is not. The second EXISTS runs only when the first is
 		// false.
 		q.completeFlow = "WITH done AS (UPDATE " + p + "flows SET state = 'done', outcome = $2::text, message = $3::text," +
 			" cleanup = $4::integer, connection_id = CASE WHEN $5::text = '' THEN connection_id ELSE $5::text END" +
