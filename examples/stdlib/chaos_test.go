@@ -657,6 +657,9 @@ type user struct {
 	seq       int
 	walkAways int
 	veryLate  bool
+	// lastStart is when the answer to the browser's last start came:
+	// its flow, if any, was made before, so it expires by lastStart
+	// plus the flows' lifetime.
 	lastStart time.Time
 }
 
@@ -743,10 +746,10 @@ func (u *user) login() bool {
 
 // start posts the connect form and returns the hosted page it leads to.
 func (u *user) start(provider string, form url.Values) (string, bool) {
-	u.lastStart = time.Now()
 	t0 := time.Now()
 	res, ok := u.do("start", u.post("/connect/"+provider+"/start", form))
 	u.rec.time("start", time.Since(t0))
+	u.lastStart = time.Now() // the flow, if any, was made before its answer
 	return u.started(provider, res, ok, http.StatusSeeOther)
 }
 
@@ -997,10 +1000,10 @@ func (u *user) free() int {
 func (u *user) reconnect(h held) {
 	outcome := []onboard.State{onboard.Connected, onboard.Connected, onboard.Connected, onboard.Failed, onboard.Abandoned}[u.rnd.IntN(5)]
 	u.rec.add("did.reconnect " + string(outcome))
-	u.lastStart = time.Now()
 	t0 := time.Now()
 	res, ok := u.do("start", u.get(u.a.URL+u.a.Onboarder.StartURL(h.provider, onboard.StartOptions{Connection: h.id})))
 	u.rec.time("start", time.Since(t0))
+	u.lastStart = time.Now() // the flow, if any, was made before its answer
 	hosted, ok := u.started(h.provider, res, ok, http.StatusFound)
 	if !ok {
 		return
