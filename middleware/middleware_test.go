@@ -89,18 +89,31 @@ func (c *countingStore) Commit(token string, b []byte, expiry time.Time) error {
 	return c.Store.Commit(token, b, expiry)
 }
 
-// TestBrowserKeyIsSavedWithTheSession: the key is written to the session
-// store once per browser, by LoadAndSave with the first start's answer, and
-// later requests read it without writing.
-func TestBrowserKeyIsSavedWithTheSession(t *testing.T) {
+// countedSessions returns a session manager whose store counts its
+// commits, and the SCS over it.
+func countedSessions(t *testing.T) (*scs.SessionManager, *countingStore, *middleware.SCS) {
 	sm := scs.New()
 	store := &countingStore{Store: sm.Store}
 	sm.Store = store
 	s, err := middleware.NewSCS(sm)
 	require.NoError(t, err)
-	h := middleware.LoadAndSave(sm, func(w http.ResponseWriter, r *http.Request, err error) {
+	return sm, store, s
+}
+
+// loadAndSave wraps h in sm's LoadAndSave, failing the test on a session
+// error.
+func loadAndSave(t *testing.T, sm *scs.SessionManager, h http.Handler) http.Handler {
+	return middleware.LoadAndSave(sm, func(w http.ResponseWriter, r *http.Request, err error) {
 		t.Errorf("session error: %v", err)
-	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	})(h)
+}
+
+// TestBrowserKeyIsSavedWithTheSession: the key is written to the session
+// store once per browser, by LoadAndSave with the first start's answer, and
+// later requests read it without writing.
+func TestBrowserKeyIsSavedWithTheSession(t *testing.T) {
+	sm, store, s := countedSessions(t)
+	h := loadAndSave(t, sm, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, err := s.BrowserKey(r.Context(), true)
 		require.NoError(t, err)
 		require.Zero(t, store.commits, "BrowserKey itself writes nothing")
@@ -126,11 +139,7 @@ func TestBrowserKeyIsSavedWithTheSession(t *testing.T) {
 // handler, whose session is saved anyway, keeps the write off the first
 // start: the start finds the key and writes nothing.
 func TestBrowserKeyMadeAtSignIn(t *testing.T) {
-	sm := scs.New()
-	store := &countingStore{Store: sm.Store}
-	sm.Store = store
-	s, err := middleware.NewSCS(sm)
-	require.NoError(t, err)
+	sm, store, s := countedSessions(t)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
 		require.NoError(t, sm.RenewToken(r.Context()))
@@ -144,9 +153,7 @@ func TestBrowserKeyMadeAtSignIn(t *testing.T) {
 		require.NoError(t, err)
 		fmt.Fprint(w, key)
 	})
-	h := middleware.LoadAndSave(sm, func(w http.ResponseWriter, r *http.Request, err error) {
-		t.Errorf("session error: %v", err)
-	})(mux)
+	h := loadAndSave(t, sm, mux)
 	login := httptest.NewRecorder()
 	h.ServeHTTP(login, httptest.NewRequest("GET", "/login", nil))
 	require.Equal(t, 1, store.commits, "the sign-in saves the session, with the key")
