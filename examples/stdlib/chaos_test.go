@@ -749,7 +749,7 @@ func (u *user) start(provider string, form url.Values) (string, bool) {
 	t0 := time.Now()
 	res, ok := u.do("start", u.post("/connect/"+provider+"/start", form))
 	u.rec.time("start", time.Since(t0))
-	u.lastStart = time.Now() // the flow, if any, was made before its answer
+	u.lastStart = time.Now()
 	return u.started(provider, res, ok, http.StatusSeeOther)
 }
 
@@ -1003,7 +1003,7 @@ func (u *user) reconnect(h held) {
 	t0 := time.Now()
 	res, ok := u.do("start", u.get(u.a.URL+u.a.Onboarder.StartURL(h.provider, onboard.StartOptions{Connection: h.id})))
 	u.rec.time("start", time.Since(t0))
-	u.lastStart = time.Now() // the flow, if any, was made before its answer
+	u.lastStart = time.Now()
 	hosted, ok := u.started(h.provider, res, ok, http.StatusFound)
 	if !ok {
 		return

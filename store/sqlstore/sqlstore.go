@@ -561,20 +561,6 @@ func (s *Store) CompleteFlow(ctx context.Context, flowID string, c onboard.Conne
 	return fmt.Errorf("sqlstore: complete flow: unexpected answer of %d rows", answer)
 }
 
-// refusal tells why flowID could not be changed: ErrUnknownFlow when it is
-// not there, used otherwise.
-func (s *Store) refusal(ctx context.Context, flowID string, used error) error {
-	var state string
-	err := s.db.QueryRowContext(ctx, s.q.flowState, flowID).Scan(&state)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return onboard.ErrUnknownFlow
-	case err != nil:
-		return fmt.Errorf("sqlstore: flow state: %w", err)
-	}
-	return used
-}
-
 // SetCleanup sets or clears a done flow's Cleanup.
 func (s *Store) SetCleanup(ctx context.Context, flowID string, cleanup bool) error {
 	res, err := s.db.ExecContext(ctx, s.q.setCleanup, boolInt(cleanup), flowID)
@@ -585,10 +571,19 @@ func (s *Store) SetCleanup(ctx context.Context, flowID string, cleanup bool) err
 	if err != nil {
 		return fmt.Errorf("sqlstore: set cleanup: %w", err)
 	}
-	if n == 0 {
-		return s.refusal(ctx, flowID, fmt.Errorf("sqlstore: flow %q is not done", flowID))
+	if n > 0 {
+		return nil
 	}
-	return nil
+	// Nothing changed: tell an unknown flow from one not done.
+	var state string
+	err = s.db.QueryRowContext(ctx, s.q.flowState, flowID).Scan(&state)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return onboard.ErrUnknownFlow
+	case err != nil:
+		return fmt.Errorf("sqlstore: flow state: %w", err)
+	}
+	return fmt.Errorf("sqlstore: flow %q is not done", flowID)
 }
 
 // Prune deletes done flows that expired before t with no cleanup left,

@@ -725,7 +725,9 @@ func testSetCleanup(t *testing.T, s onboard.Store) {
 	o := newOwner()
 	f := newFlow(o, past, time.Hour)
 	create(t, s, f, noCap)
-	require.Error(t, s.SetCleanup(ctx, f.ID, true), "a pending flow has no cleanup")
+	err := s.SetCleanup(ctx, f.ID, true)
+	require.Error(t, err, "a pending flow has no cleanup")
+	require.NotErrorIs(t, err, onboard.ErrUnknownFlow, "a pending flow is known")
 	same(t, f, load(t, s, f.ID), "the pending flow after SetCleanup")
 
 	require.NoError(t, s.CompleteFlow(ctx, f.ID, onboard.Connection{State: onboard.Abandoned}, false))
