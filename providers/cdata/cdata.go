@@ -253,11 +253,19 @@ func (e *APIError) Is(target error) bool {
 
 func (p *Provider) decodeError(status int, body []byte, h http.Header) error {
 	e := &APIError{Status: status, retry: apiclient.ParseRetryAfter(h, p.cfg.Now())}
+	// The code is a string or a number ({"code":27}): either way the
+	// message is kept.
 	var b struct {
-		Error struct{ Code, Message string } `json:"error"`
+		Error struct {
+			Code    json.RawMessage `json:"code"`
+			Message string          `json:"message"`
+		} `json:"error"`
 	}
 	if json.Unmarshal(body, &b) == nil {
-		e.Code, e.Message = b.Error.Code, b.Error.Message
+		e.Message = b.Error.Message
+		if json.Unmarshal(b.Error.Code, &e.Code) != nil {
+			e.Code = string(b.Error.Code) // a number, as written
+		}
 	}
 	return e
 }
@@ -523,8 +531,14 @@ type listed struct {
 	Status     string `json:"status"`
 }
 
-// Connection statuses of GET /poweredby/connection/list.
-const authenticated = "Authenticated"
+// works reports whether a connection status of GET
+// /poweredby/connection/list is one of a working connection:
+// Authenticated, or Conditional, which CData reports for a connection
+// (of its API connector) whose test depends on the connector's global
+// settings and the tables added to it, not on its credentials. The other
+// documented status, NotAuthenticated, and any status not documented are
+// not.
+func works(status string) bool { return status == "Authenticated" || status == "Conditional" }
 
 // list lists the sub-account's connections selected by the documented
 // filters q (driver, externalId).
@@ -564,7 +578,7 @@ func outcome(c listed, pageStatus string) onboard.Connection {
 	switch {
 	case pageStatus != statusSuccess:
 		out.State, out.Message = onboard.Failed, msgTestFailed
-	case c.Status != authenticated:
+	case !works(c.Status):
 		out.State, out.Message = onboard.Failed, fmt.Sprintf(msgNotAuthFmt, c.Status)
 	}
 	return out
@@ -583,8 +597,10 @@ func outcome(c listed, pageStatus string) onboard.Connection {
 // browser saved it, and only the page that saved a connection is told
 // its id. The core then calls Cancel, which deletes it.
 //
-// With status success and the connection Authenticated the outcome is
-// Connected; with status error, or any other CData status, it is Failed,
+// With status success and a working connection (Authenticated or
+// Conditional) the outcome is Connected; with status error, or a
+// connection CData reports as NotAuthenticated (or any status it does not
+// document), it is Failed,
 // with the connection's ID (the connection was saved: the user can
 // reconnect it) and a message saying why.
 func (p *Provider) Complete(ctx context.Context, f onboard.Flow, ret url.Values) (onboard.Connection, error) {
@@ -676,10 +692,10 @@ func (p *Provider) deleteConnection(ctx context.Context, sub, id string) error {
 // Refresh lists the tenant's sub-account once (GET
 // /poweredby/connection/list) and reports each connection of cs whose
 // state differs: Deleted for one CData no longer holds, Failed with a
-// message for one not Authenticated, Connected for one Authenticated
-// again. Events have a zero At: they are observations. A tenant without a
-// sub-account has no connections; none is created. On an error nothing
-// is reported and the error is returned.
+// message for one neither Authenticated nor Conditional, Connected for one
+// that is again. Events have a zero At: they are observations. A tenant
+// without a sub-account has no connections; none is created. On an error
+// nothing is reported and the error is returned.
 func (p *Provider) Refresh(ctx context.Context, tenant string, cs []onboard.Connection) ([]onboard.Event, error) {
 	sub, err := p.subAccount(ctx, tenant, false)
 	if err != nil {
@@ -701,9 +717,9 @@ func (p *Provider) Refresh(ctx context.Context, tenant string, cs []onboard.Conn
 		switch {
 		case !ok:
 			out = append(out, onboard.Event{ConnectionID: c.ID, Deleted: true})
-		case h.Status == authenticated && c.State != onboard.Connected:
+		case works(h.Status) && c.State != onboard.Connected:
 			out = append(out, onboard.Event{ConnectionID: c.ID, State: onboard.Connected})
-		case h.Status != authenticated && c.State != onboard.Failed:
+		case !works(h.Status) && c.State != onboard.Failed:
 			out = append(out, onboard.Event{ConnectionID: c.ID, State: onboard.Failed,
 				Message: fmt.Sprintf(msgNotAuthFmt, h.Status)})
 		}

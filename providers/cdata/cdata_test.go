@@ -351,6 +351,14 @@ func TestForgedReturns(t *testing.T) {
 		require.Equal(t, onboard.Failed, c.State, "CData's record wins over the query")
 		require.Contains(t, c.Message, "NotAuthenticated")
 	})
+	t.Run("a Conditional connection works", func(t *testing.T) {
+		back := e.run(alice, "source=Salesforce", "", "conditional")
+		require.Contains(t, back, "cdata_connection_status=success")
+		require.Equal(t, http.StatusSeeOther, alice.Get(back).Code)
+		c := e.app.Connections("acme")[0]
+		require.Equal(t, onboard.Connected, c.State)
+		require.Empty(t, c.Message)
+	})
 	t.Run("status error for a working connection", func(t *testing.T) {
 		back := e.run(alice, "source=Salesforce", "", "pw")
 		res := alice.Get(strings.Replace(back, "cdata_connection_status=success", "cdata_connection_status=error", 1))
@@ -607,9 +615,11 @@ func TestRefresh(t *testing.T) {
 		require.Equal(t, c.ID, failed[0].ID)
 
 		require.Zero(t, pass(t, e).Changed, "no change, no event")
-		require.NoError(t, e.emu.SetStatus(c.ID, cdatatest.Authenticated))
-		require.Equal(t, 1, pass(t, e).Changed)
+		require.NoError(t, e.emu.SetStatus(c.ID, cdatatest.Conditional))
+		require.Equal(t, 1, pass(t, e).Changed, "Conditional works: a recovery")
 		require.Len(t, e.hooks.get("connected"), 3, "two flows and the recovery")
+		require.NoError(t, e.emu.SetStatus(c.ID, cdatatest.Authenticated))
+		require.Zero(t, pass(t, e).Changed, "Conditional to Authenticated changes nothing")
 	})
 	t.Run("a connection deleted in CData's UI is noticed", func(t *testing.T) {
 		e := newEnv(t, nil)
@@ -963,6 +973,19 @@ func TestAPIErrors(t *testing.T) {
 		res := b.Get(e.app.URL() + "/connect/cdata/start")
 		require.Equal(t, http.StatusBadGateway, res.Code)
 		require.NotContains(t, res.Body, "invalid token")
+	})
+	t.Run("a number as the error code keeps the message", func(t *testing.T) {
+		e := newCEnv(t, opts{})
+		_, err := e.p.SubAccount(ctx, "acme")
+		require.NoError(t, err)
+		e.emu.API.Fail(emulate.Fault{Status: 400, Body: `{"error":{"code":27,"message":"the driver is not allowed"}}`})
+		_, err = e.p.Sources(ctx, "acme")
+		require.ErrorIs(t, err, onboard.ErrRefused)
+		var ae *cdata.APIError
+		require.ErrorAs(t, err, &ae)
+		require.Equal(t, "27", ae.Code)
+		require.Equal(t, "the driver is not allowed", ae.Message)
+		require.EqualError(t, ae, "cdata: 400 the driver is not allowed")
 	})
 	t.Run("an unknown data source is a refusal", func(t *testing.T) {
 		e := newCEnv(t, opts{})

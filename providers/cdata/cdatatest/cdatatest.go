@@ -30,7 +30,9 @@
 //	p, _ := cdata.New(cdata.Config{BaseURL: srv.URL + "/api", AccountID: "oem-1", PrivateKey: key})
 //
 // On the hosted page the connection test passes for any credential except
-// an empty one or "fail".
+// an empty one or "fail"; the credential "conditional" saves a connection
+// whose status is Conditional (as CData reports for its API connector),
+// and the page reports success.
 package cdatatest
 
 import (
@@ -547,7 +549,7 @@ func (s *Server) find(id string) (*account, int) {
 
 // SetStatus changes a connection's status as CData does later on, when
 // its credentials expire or are revoked (NotAuthenticated) or work again
-// (Authenticated).
+// (Authenticated, or Conditional).
 func (s *Server) SetStatus(id, status string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

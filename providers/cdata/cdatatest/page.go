@@ -36,7 +36,7 @@ small{color:#5b6875}
 {{else}}
 <form method="post" action="/oem/user/connections/edit">
 <input type="hidden" name="token" value="{{.Token}}">
-{{if .Saved}}{{if eq .Saved.Status "Authenticated"}}<p class="ok" id="result">Connection {{.Saved.Name}} saved. Test succeeded.</p>
+{{if .Saved}}{{if ne .Saved.Status "NotAuthenticated"}}<p class="ok" id="result">Connection {{.Saved.Name}} saved. Test succeeded.</p>
 {{else}}<p class="bad" id="result">Connection {{.Saved.Name}} saved, but the test failed: invalid credentials.</p>{{end}}{{end}}
 <label for="dataSource">Data source</label>
 {{if .Driver}}<input id="dataSource" name="dataSource" value="{{.Driver}}" readonly>
@@ -45,7 +45,7 @@ small{color:#5b6875}
 <input id="name" name="name" value="{{.Name}}" {{if not .EditableName}}readonly{{end}}>
 <label for="credential">Password or API token</label>
 <input id="credential" name="credential" type="password" autocomplete="off">
-<small>Emulator: the test passes for any value except an empty one or "fail".</small>
+<small>Emulator: the test passes for any value except an empty one or "fail"; "conditional" saves a Conditional connection.</small>
 <div class="row">
 <button class="primary" id="save" name="action" value="save">Save &amp; Test</button>
 <button class="secondary" id="return" name="action" value="return">Return to application</button>
@@ -173,8 +173,11 @@ func (s *Server) save(l *link, id string, form url.Values) string {
 		name = strings.TrimSpace(form.Get("name"))
 	}
 	status := Authenticated
-	if cred := form.Get("credential"); cred == "" || cred == "fail" {
+	switch cred := form.Get("credential"); cred {
+	case "", "fail":
 		status = NotAuthenticated
+	case "conditional":
+		status = Conditional
 	}
 	now := s.opt.Now().UTC()
 	saved := l.saved[id]
@@ -221,7 +224,7 @@ func (s *Server) back(l *link, saved *Connection) string {
 		q.Set("cdata_connection_id", saved.ID)
 		q.Set("cdata_connection_name", saved.Name)
 		status := "success"
-		if saved.Status != Authenticated {
+		if saved.Status == NotAuthenticated {
 			status = "error"
 		}
 		q.Set("cdata_connection_status", status)
