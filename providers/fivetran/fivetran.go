@@ -263,8 +263,15 @@ func schemaName(f onboard.Flow) string {
 
 // DefaultService takes the flow's data source, as typed, as the Fivetran
 // service: lower-cased, with spaces as underscores ("Google Sheets"
-// becomes "google_sheets"). A source that cannot be a service name is a
-// bad request.
+// becomes "google_sheets"), with an empty config. A source that cannot be
+// a service name is a bad request.
+//
+// An empty config suits services whose Connect Card asks for everything.
+// Fivetran's API configuration of some services needs more at creation:
+// database services take config.schema_prefix in place of config.schema,
+// and services that load one table (google_sheets, file services) may
+// need config.table. For those, set Config.Service to return the config
+// (with a "schema_prefix" key, which the provider fills in, or a "table").
 func DefaultService(f onboard.Flow) (string, map[string]any, error) {
 	service := strings.ReplaceAll(strings.ToLower(strings.TrimSpace(f.Source)), " ", "_")
 	if service == "" {
@@ -483,8 +490,12 @@ func (p *Provider) card(ctx context.Context, id string, card cardConfig) (string
 	return out.Card.URI, nil
 }
 
-// bySchema finds the group's connection with this schema, with the
-// documented filter: one call whatever the group's size.
+// bySchema finds the group's connection of a flow's schema (see
+// ofSchema). It asks with the documented exact filter first: one call
+// whatever the group's size. Only when that finds nothing does it walk
+// the group's connections, for a service that loads one table, whose
+// schema Fivetran reports as "schema.table" when the table was named in
+// the Connect Card rather than in the create call.
 func (p *Provider) bySchema(ctx context.Context, gid, schema string) (connection, bool, error) {
 	q := url.Values{"group_id": {gid}, "schema": {schema}}
 	var page struct {
@@ -494,11 +505,28 @@ func (p *Provider) bySchema(ctx context.Context, gid, schema string) (connection
 		return connection{}, false, err
 	}
 	for _, c := range page.Items {
-		if c.GroupID == gid && c.Schema == schema && c.ID != "" {
+		if ofSchema(c, gid, schema) {
 			return c, true, nil
 		}
 	}
-	return connection{}, false, nil
+	var made connection
+	err := each(ctx, p, "/v1/groups/"+url.PathEscape(gid)+"/connections", func(c connection) bool {
+		if ofSchema(c, gid, schema) {
+			made = c
+		}
+		return made.ID != ""
+	})
+	return made, err == nil && made.ID != "", err
+}
+
+// ofSchema reports whether c, listed at Fivetran, is the connection of
+// group gid made with destination schema schema: its schema is schema, or
+// schema and a table ("schema.table"), as Fivetran reports the schema of
+// a service that loads one table (google_sheets and file services, whose
+// config names a table). The flow's schema ends in a digest of its id, so
+// no other flow's schema starts with it.
+func ofSchema(c connection, gid, schema string) bool {
+	return c.ID != "" && c.GroupID == gid && (c.Schema == schema || strings.HasPrefix(c.Schema, schema+"."))
 }
 
 // get reads one connection; found is false when Fivetran has none.

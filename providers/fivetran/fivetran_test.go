@@ -324,6 +324,56 @@ func TestSecondConnectionOfOneSource(t *testing.T) {
 	e.noOrphans("acme")
 }
 
+// A service that loads one table (config.table) has its schema reported
+// as "schema.table": the flow still finds its connection, to verify a
+// return and to remove what an abandoned setup left.
+func TestTableService(t *testing.T) {
+	e := newEnv(t, options{provider: func(c *fivetran.Config) {
+		c.Service = func(f onboard.Flow) (string, map[string]any, error) {
+			service, config, err := fivetran.DefaultService(f)
+			if service == "google_sheets" {
+				config["table"] = "sheet"
+			}
+			return service, config, err
+		}
+	}})
+	b := e.app.Browser("alice", "acme")
+	f := e.complete(b, e.fill(b, query("source", "Google Sheets"), "token"))
+	require.Equal(t, onboard.Connected, f.Outcome)
+	held := e.held(f.ConnectionID)
+	require.Equal(t, fivetran.SchemaName(f)+".sheet", held.Schema)
+	require.Equal(t, "sheet", held.Config["table"])
+
+	back := e.fill(b, query("source", "Google Sheets"), "")
+	require.Len(t, e.emu.All(), 2)
+	forged, err := url.Parse(back)
+	require.NoError(t, err)
+	forged.RawQuery = url.Values{"id": {f.ConnectionID}}.Encode()
+	require.Equal(t, http.StatusForbidden, b.Get(forged.String()).Code, "another flow's connection")
+	f = e.complete(b, back)
+	require.Equal(t, onboard.Abandoned, f.Outcome)
+	require.Len(t, e.emu.All(), 1, "the abandoned setup's connection was deleted")
+	e.noOrphans("acme")
+}
+
+func TestOfSchema(t *testing.T) {
+	const gid, schema = "g1", "google_sheets_abc"
+	for _, tt := range []struct {
+		c    fivetran.Listed
+		want bool
+	}{
+		{fivetran.Listed{ID: "c", GroupID: gid, Schema: schema}, true},
+		{fivetran.Listed{ID: "c", GroupID: gid, Schema: schema + ".sheet"}, true},
+		{fivetran.Listed{ID: "c", GroupID: gid, Schema: schema + "x"}, false},
+		{fivetran.Listed{ID: "c", GroupID: gid, Schema: schema + "_x.sheet"}, false},
+		{fivetran.Listed{ID: "c", GroupID: gid, Schema: "google_sheets"}, false},
+		{fivetran.Listed{ID: "c", GroupID: "g2", Schema: schema}, false},
+		{fivetran.Listed{GroupID: gid, Schema: schema}, false},
+	} {
+		assert.Equal(t, tt.want, fivetran.OfSchema(tt.c, gid, schema), "%+v", tt.c)
+	}
+}
+
 // (3) A broken or abandoned setup leaves nothing at Fivetran once the
 // browser is back; the retry makes a fresh connection.
 func TestBrokenOrAbandonedSetupLeavesNothing(t *testing.T) {

@@ -380,10 +380,15 @@ func (s *Server) issueCard(r *http.Request, c *Connection, cfg cardConfig) map[s
 	return map[string]string{"token": tok, "uri": emulate.BaseURL(r) + "/connect-card/setup?" + q.Encode()}
 }
 
-// schemaOf returns the schema a connection's config names: config.schema,
-// or config.schema_prefix for database services.
+// schemaOf returns the schema a connection's config names, as Fivetran
+// reports it: config.schema, "schema.table" for a service that loads one
+// table (config.table, as google_sheets and file services take), or
+// config.schema_prefix for database services.
 func schemaOf(config map[string]any) string {
 	if s, _ := config["schema"].(string); s != "" {
+		if t, _ := config["table"].(string); t != "" {
+			return s + "." + t
+		}
 		return s
 	}
 	s, _ := config["schema_prefix"].(string)
