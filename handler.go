@@ -34,8 +34,9 @@ const (
 //	mux.Handle("/connect/", o.Handler())   // net/http
 //	r.Mount("/connect", o.Handler())        // chi
 //
-// It needs the session middleware (for scs: sessionManager.LoadAndSave)
-// around it.
+// It needs the session middleware around it; for scs,
+// middleware.LoadAndSave(sessionManager, o.SessionError), which renders a
+// session store's failure through Config.Error.
 func (o *Onboarder) Handler() http.Handler {
 	mux := http.NewServeMux()
 	p := o.basePath

@@ -118,20 +118,32 @@ func (f Flow) Expired(now time.Time) bool { return now.After(f.ExpiresAt) }
 
 // Connection is a connection at a provider, as the app knows it.
 type Connection struct {
+	// Provider is the name of the provider that holds the connection.
 	Provider string
 	// ID is the provider's id of the connection.
 	ID string
 	// Owner is the tenant the connection belongs to and the user who made
 	// it. A zero Owner marks a detached record: provider events that
 	// arrived before the connection's flow completed (see [Store]).
-	Owner  Owner
-	Name   string
+	Owner Owner
+	// Name is the connection's name: as the user gave it on the
+	// provider's page (CData), or the start's name parameter. It may be
+	// empty (a Fivetran connection has no name of its own): show Source
+	// then.
+	Name string
+	// Source is the data source (for example "Salesforce"): as the
+	// provider reports it, or as the start named it.
 	Source string
-	State  State
+	// State is the connection's state: connected or failed, or the
+	// outcome of a flow that made none (abandoned, revoked).
+	State State
 	// Message is a human-readable detail from the provider (why a test
 	// failed). Safe to show to the owner.
-	Message   string
-	FlowID    string
+	Message string
+	// FlowID is the flow that made (or last reconnected) the connection.
+	FlowID string
+	// CreatedAt and UpdatedAt are when the connection was first stored
+	// and last changed, by the app's clock (Config.Now).
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	// EventAt is the provider's own time of the last event applied to the
@@ -318,8 +330,15 @@ type Sessions interface {
 // They run synchronously in the request; keep them fast. Nil hooks are
 // skipped.
 type Hooks struct {
+	// Connected is called when a flow stored a working connection, and
+	// when a stored connection works again (a webhook or a refresh).
 	Connected func(ctx context.Context, c Connection)
-	Failed    func(ctx context.Context, c Connection)
+	// Failed is called when a flow's connection did not pass the
+	// provider's test, and when a stored connection stops working.
+	Failed func(ctx context.Context, c Connection)
+	// Abandoned is called when a flow ended without a connection: the
+	// user left the provider's page, or never came back before the flow
+	// expired.
 	Abandoned func(ctx context.Context, c Connection)
 	// Revoked is called when a flow came back in another browser and what
 	// it made was quarantined: a security event.
@@ -398,7 +417,9 @@ type Config struct {
 	// Result handles a return that completed a flow, whatever its outcome;
 	// [ResultFromContext] gives the connection. The default answers 303 to
 	// the flow's return_to (or DonePath) with onboard_flow=ID added, which
-	// the page reads with [Onboarder.Outcome].
+	// the page reads with [Onboarder.Outcome]. A return in a popup (a start
+	// with display=popup) is not handed to Result: its page posts the
+	// outcome to the window that opened the popup and closes itself.
 	Result http.Handler
 	// Error handles a refused or failed request; [ErrorFromContext] gives
 	// the error, [StatusCode] and [Message] its status and safe text. The

@@ -36,11 +36,12 @@ func (o *Onboarder) fail(w http.ResponseWriter, r *http.Request, f *Flow, err er
 }
 
 // SessionError renders a failure of the session layer (loading or saving
-// the session) through Config.Error, as onboard's own errors are. Set it as
-// the scs session manager's ErrorFunc, so that a session store that blinks
-// shows the app's error page instead of a bare "Internal Server Error":
+// the session) through Config.Error, as onboard's own errors are. Hand it
+// to middleware.LoadAndSave, so that a session store that blinks shows the
+// app's error page instead of a bare "Internal Server Error", and only
+// once:
 //
-//	sessionManager.ErrorFunc = ob.SessionError
+//	handler := middleware.LoadAndSave(sessionManager, ob.SessionError)(mux)
 func (o *Onboarder) SessionError(w http.ResponseWriter, r *http.Request, err error) {
 	o.fail(w, r, nil, fmt.Errorf("%w: %w", ErrSession, err))
 }
@@ -169,7 +170,20 @@ func (o *Onboarder) popupPage(w http.ResponseWriter, r *http.Request, msg popupM
 	_ = popupPage.Execute(w, struct {
 		Title  string
 		Script *popupScript
-	}{Title: "Connection " + msg.State, Script: script})
+	}{Title: popupTitle(State(msg.State)), Script: script})
+}
+
+// popupTitle says what a flow's outcome means, for the popup's page.
+func popupTitle(s State) string {
+	switch s {
+	case Connected:
+		return "Connected"
+	case Failed:
+		return "The connection was saved, but its test failed"
+	case Revoked:
+		return "The connection was stopped"
+	}
+	return "Nothing was connected"
 }
 
 var confirmPage = template.Must(template.New("confirm").Parse(`<!doctype html>

@@ -60,7 +60,7 @@ func NewSCS(sm *scs.SessionManager) (*SCS, error) {
 	return &SCS{sm: sm}, nil
 }
 
-var errNoSession = fmt.Errorf("%w: wrap the handler in the scs session manager's LoadAndSave", onboard.ErrNoSession)
+var errNoSession = fmt.Errorf("%w: wrap the handler in middleware.LoadAndSave(sessionManager, ob.SessionError)", onboard.ErrNoSession)
 
 // read returns the browser's key, "" when it has none, and the session's
 // token, "" for a session not saved yet. scs panics when a request reaches

@@ -201,7 +201,12 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer, ready f
 	router.Post("/login", pages.Login)
 	router.Post("/logout", pages.Logout)
 	router.With(pages.RequireOwner).Post("/connections/delete", pages.Delete)
-	handler := router
+	var handler http.Handler = router
+	if !env.PublicURLSet {
+		// Browsers that open 127.0.0.1 are sent to localhost, the host
+		// whose session cookie the providers' returns carry.
+		handler = demo.SameHost(env.PublicURL, handler)
+	}
 
 	// The server, with every timeout set: a slow client cannot hold a
 	// connection open.

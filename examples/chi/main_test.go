@@ -30,6 +30,7 @@ func start(t *testing.T) *app {
 // deletes a connection, and pages through many.
 func TestChiRoutes(t *testing.T) {
 	a := start(t)
+	demotest.SameHost(t, a.URL)
 	ctx := context.Background()
 	b := onboardtest.NewBrowser(t)
 	require.Contains(t, b.Get(a.URL+"/").Body, `id="signin"`)

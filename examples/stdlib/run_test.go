@@ -30,6 +30,7 @@ func TestRunServesAndStops(t *testing.T) {
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode)
 	require.Len(t, a.Emulators, 2, "both providers on their emulators")
+	demotest.SameHost(t, a.URL)
 }
 
 // TestPartialConfigurationIsAnError: a provider configured halfway is an

@@ -5,6 +5,7 @@ package demotest
 import (
 	"context"
 	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -49,4 +50,28 @@ func Start[A any](t *testing.T, env map[string]string, run Run[A]) (A, string) {
 		t.Fatal("the example did not start in 30 s")
 	}
 	return zero, ""
+}
+
+// SameHost checks that an example served at public (http://localhost:PORT)
+// sends a browser that opened 127.0.0.1:PORT to the same page on public,
+// and answers its other requests 421: a flow started on one host would
+// come back to the other without the session cookie.
+func SameHost(t *testing.T, public string) {
+	t.Helper()
+	other := strings.Replace(public, "//localhost:", "//127.0.0.1:", 1)
+	require.NotEqual(t, public, other)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := client.Get(other + "/connect/cdata/start?source=Salesforce")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusFound, res.StatusCode)
+	require.Equal(t, public+"/connect/cdata/start?source=Salesforce", res.Header.Get("Location"))
+	res, err = client.PostForm(other+"/login", nil)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusMisdirectedRequest, res.StatusCode)
+	res, err = client.Get(public + "/")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
 }
