@@ -111,7 +111,7 @@ func (o *Onboarder) awaitsExpiry(f Flow) bool {
 
 // quarantine handles a flow that came back in a browser that did not
 // start it, within its lifetime: whether the flow is pending or done, what
-// it made is deleted (or, for a reconnect, disabled) at the provider,
+// it made is deleted (or, for a reconnect, disabled for good) at the provider,
 // the stored connection is marked Revoked, Hooks.Revoked fires and a
 // security event is logged. A link to a hosted page sent to a victim can
 // therefore never put the victim's credentials in the sender's tenant
@@ -161,7 +161,7 @@ func (o *Onboarder) revokeStored(ctx context.Context, f Flow) error {
 		}
 		if found && stored.Owner.Tenant == f.Owner.Tenant {
 			stored.State, stored.UpdatedAt = Revoked, o.cfg.Now()
-			stored.Message = "This connection was stopped because its setup came back in a browser that did not start it. Delete it, or reconnect it from your own browser."
+			stored.Message = "This connection was stopped because its setup came back in a browser that did not start it. Delete it, and connect again from your own browser."
 			if err := o.cfg.Store.SaveConnection(ctx, stored); err != nil {
 				return classify(err, ErrStore)
 			}

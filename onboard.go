@@ -180,8 +180,11 @@ type Provider interface {
 	// Cancel removes what flow f made at the provider: for a new
 	// connection, whatever connection the flow created or began to
 	// create; for a reconnect (called only to quarantine it), it disables
-	// the connection so that it no longer uses what was entered. It is
-	// idempotent: nothing to remove is not an error.
+	// the connection so that it no longer uses what was entered, for good:
+	// a connection that the owner's next reconnect could enable again
+	// without new credentials must be deleted instead (both providers of
+	// this module delete it). It is idempotent: nothing to remove is not
+	// an error.
 	Cancel(ctx context.Context, f Flow) error
 	// Delete deletes the connection at the provider. A connection the
 	// provider no longer has is not an error.

@@ -9,7 +9,9 @@
 // with run_setup_tests false and a destination schema derived from the
 // flow (a short prefix of the source and a digest of the flow id), so
 // that the connection can be found again from the flow alone with the
-// documented filter GET /v1/connections?group_id=&schema=, and two
+// documented filter GET /v1/connections?group_id=&schema= (or, for a
+// service that loads one table, whose schema Fivetran reports as
+// "schema.table", among the group's connections), and two
 // connections of one source in one tenant never collide. The browser is
 // sent to its Connect Card. A create whose answer was lost is looked up
 // by its schema before it is tried again, so it is never made twice.
@@ -22,6 +24,8 @@
 // with the setup tests' messages, and a new connection is deleted (the
 // user's retry makes a fresh one); incomplete is abandoned and deleted.
 // A connection stays paused, and syncs nothing, until its verified return.
+// A reconnect that came back in another browser has its connection
+// deleted: it may hold what someone else entered.
 //
 // The provider receives Fivetran's signed webhook deliveries
 // ([Provider.Webhook], registered once with [Provider.RegisterWebhook])
@@ -703,11 +707,14 @@ func parseReturn(v url.Values) (string, error) {
 
 // Cancel removes what flow f made: for a new connection it deletes the
 // connection with the flow's schema (and the flow's connection id, when
-// set); for a reconnect it pauses the connection, so that it syncs
-// nothing with what was entered. Nothing to remove is not an error.
+// set). For a reconnect, which the core cancels only to quarantine a
+// setup that came back in another browser, it deletes the connection:
+// pausing it would not do, since the owner's next reconnect finds its
+// setup connected and resumes it, with whatever was entered in it.
+// Nothing to remove is not an error.
 func (p *Provider) Cancel(ctx context.Context, f onboard.Flow) error {
 	if f.Reconnect {
-		return p.setPaused(ctx, f.ConnectionID, true)
+		return p.Delete(ctx, onboard.Connection{ID: f.ConnectionID})
 	}
 	gid, err := p.GroupID(ctx, f.Owner.Tenant)
 	if err != nil {

@@ -1007,19 +1007,72 @@ func TestFullRun(t *testing.T) {
 }
 
 // A reconnect that comes back in another browser is quarantined: the
-// connection is paused at Fivetran. Its owner's own reconnect resumes it.
-func TestReconnectInAnotherBrowserPauses(t *testing.T) {
+// connection, which now holds what the victim entered, is deleted at
+// Fivetran. Pausing it would not do: the attacker's next reconnect,
+// returned without opening its card, would find the victim's setup
+// connected and resume it in his tenant.
+func TestReconnectInAnotherBrowserDeletes(t *testing.T) {
 	e := newEnv(t, options{})
-	alice := e.app.Browser("alice", "acme")
-	sf := e.complete(alice, e.fill(alice, query("source", "Salesforce"), "token")).ConnectionID
-	back := e.fill(alice, query("connection", sf), "token")
-	victim := e.app.Browser("victim", "acme")
+	mallory := e.app.Browser("mallory", "evil")
+	x := e.complete(mallory, e.fill(mallory, query("source", "Salesforce"), "token")).ConnectionID
+	victim := e.app.Browser("alice", "acme")
+	card := mallory.Start(e.app, "fivetran", query("connection", x))
+	back, err := fivetrantest.Fill(context.Background(), victim.Client, card, "alices-token")
+	require.NoError(t, err)
 	require.Equal(t, http.StatusForbidden, victim.Get(back).Code)
-	require.True(t, e.held(sf).Paused, "quarantined")
-	c, _ := e.stored(sf)
+	_, held := e.emu.Connection(x)
+	require.False(t, held, "quarantined: deleted at Fivetran")
+	c, _ := e.stored(x)
 	require.Equal(t, onboard.Revoked, c.State)
-	require.Equal(t, onboard.Connected, e.complete(alice, e.fill(alice, query("connection", sf), "token")).Outcome)
-	require.False(t, e.held(sf).Paused)
+
+	// A fresh reconnect, its card never opened, its return sent at once.
+	res := mallory.PostForm(e.app.URL()+"/connect/fivetran/start", url.Values{"connection": {x}})
+	require.NotEqual(t, http.StatusFound, res.Code, "no card for a deleted connection")
+	c, _ = e.stored(x)
+	require.Equal(t, onboard.Revoked, c.State)
+}
+
+// heldComplete holds the first Complete of a provider until released, to order a
+// race.
+type heldComplete struct {
+	onboard.Provider
+	entered, release chan struct{}
+	once             sync.Once
+}
+
+func (g *heldComplete) Complete(ctx context.Context, f onboard.Flow, ret url.Values) (onboard.Connection, error) {
+	g.once.Do(func() {
+		close(g.entered)
+		<-g.release
+	})
+	return g.Provider.Complete(ctx, f, ret)
+}
+
+// The attacker's own return of his reconnect is inside Complete when the
+// victim's return quarantines the flow: whatever his Complete does at
+// Fivetran after that, the connection is gone and nothing is attached.
+func TestReconnectQuarantinedDuringAttackersReturn(t *testing.T) {
+	e := newEnv(t, options{})
+	mallory := e.app.Browser("mallory", "evil")
+	x := e.complete(mallory, e.fill(mallory, query("source", "Salesforce"), "token")).ConnectionID
+	g := &heldComplete{Provider: e.p, entered: make(chan struct{}), release: make(chan struct{})}
+	app := onboardtest.New(t, onboardtest.Options{Providers: []onboard.Provider{g}, Store: e.app.Store})
+	mallory = app.Browser("mallory", "evil")
+	victim := app.Browser("alice", "acme")
+	card := mallory.Start(app, "fivetran", query("connection", x))
+	back, err := fivetrantest.Fill(context.Background(), victim.Client, card, "alices-token")
+	require.NoError(t, err)
+	done := make(chan onboardtest.Response, 1)
+	go func() { done <- mallory.Get(back) }()
+	<-g.entered
+	require.Equal(t, http.StatusForbidden, victim.Get(back).Code)
+	close(g.release)
+	res := <-done
+	require.NotEqual(t, http.StatusSeeOther, res.Code, res.Body)
+	_, held := e.emu.Connection(x)
+	require.False(t, held, "deleted at Fivetran")
+	c, _ := e.stored(x)
+	require.Equal(t, onboard.Revoked, c.State)
 }
 
 func TestForgedID(t *testing.T) {
