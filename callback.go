@@ -127,7 +127,10 @@ func (o *Onboarder) loadFlow(ctx context.Context, provider, id string) (*Flow, e
 // is the one that started it, the owner is the one signed in now, and it
 // has not expired (unless it is done: its result can still be shown).
 // With quarantine, a flow within its lifetime seen in another browser has
-// what it made quarantined.
+// what it made quarantined, and so has a pending one seen in its own
+// browser signed in as another user (a shared computer): whoever entered
+// what it made was not its owner, and the owner's later return must not
+// attach it.
 func (o *Onboarder) checkFlow(ctx context.Context, r *http.Request, f *Flow, quarantine bool) error {
 	now := o.cfg.Now()
 	if f.Browser == "" {
@@ -144,10 +147,7 @@ func (o *Onboarder) checkFlow(ctx context.Context, r *http.Request, f *Flow, qua
 			return ErrFlowExpired
 		}
 		if quarantine {
-			if err := o.quarantine(ctx, *f); err != nil {
-				o.cfg.Logger.ErrorContext(ctx, "onboard: security: quarantine incomplete; the runner retries the provider cleanup",
-					"security", true, "flow", f.ID, "err", err)
-			}
+			o.quarantine(ctx, *f, "another browser")
 		}
 		return ErrOtherBrowser
 	}
@@ -156,6 +156,9 @@ func (o *Onboarder) checkFlow(ctx context.Context, r *http.Request, f *Flow, qua
 		return err
 	}
 	if owner != f.Owner {
+		if quarantine && f.State == FlowPending && !f.Expired(now) {
+			o.quarantine(ctx, *f, "another user")
+		}
 		return ErrOwnerMismatch
 	}
 	if f.State != FlowDone && f.Expired(now) {

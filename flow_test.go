@@ -176,6 +176,45 @@ func TestRefusedReturns(t *testing.T) {
 	}
 }
 
+// TestSharedComputer: a flow started by one user comes back in the same
+// browser signed in as another (who entered what it made): refused and
+// quarantined, so that its owner, signed in again, cannot replay the
+// return and attach the other user's credentials to his tenant.
+func TestSharedComputer(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("mallory", "evil")
+	id := b.start("")
+	back := b.finish(id, onboard.Connected)
+	b.Login(e.App, "alice", "acme")
+	res := b.get(back)
+	require.Equal(t, http.StatusForbidden, res.Code)
+	require.Contains(t, res.Body, "another user")
+	f := e.flow(id)
+	require.Equal(t, onboard.FlowDone, f.State)
+	require.Equal(t, onboard.Revoked, f.Outcome)
+	require.Equal(t, 1, e.fake.Calls().Cancel, "what the flow made was removed")
+
+	b.Login(e.App, "mallory", "evil")
+	res = b.get(back)
+	require.Equal(t, http.StatusSeeOther, res.Code, "the stored result again")
+	c, status := b.Outcome(e.App, res.Location)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, onboard.Revoked, c.State)
+	require.Empty(t, e.Connections("evil"))
+	require.Empty(t, e.Connections("acme"))
+
+	// A done flow is not quarantined by another user of its browser: its
+	// result stays.
+	b = e.browser("alice", "acme")
+	back = b.finish(b.start(""), onboard.Connected)
+	require.Equal(t, http.StatusSeeOther, b.get(back).Code)
+	b.Login(e.App, "bob", "acme")
+	require.Equal(t, http.StatusForbidden, b.get(back).Code)
+	cs := e.Connections("acme")
+	require.Len(t, cs, 1)
+	require.Equal(t, onboard.Connected, cs[0].State)
+}
+
 func TestReplay(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser("alice", "acme")

@@ -109,19 +109,30 @@ func (o *Onboarder) awaitsExpiry(f Flow) bool {
 	return f.Outcome == Abandoned && !f.Expired(o.cfg.Now())
 }
 
-// quarantine handles a flow that came back in a browser that did not
-// start it, within its lifetime: whether the flow is pending or done, what
-// it made is deleted (or, for a reconnect, disabled for good) at the provider,
-// the stored connection is marked Revoked, Hooks.Revoked fires and a
-// security event is logged. A link to a hosted page sent to a victim can
-// therefore never put the victim's credentials in the sender's tenant
-// through the victim's browser.
-func (o *Onboarder) quarantine(ctx context.Context, f Flow) error {
-	o.cfg.Logger.WarnContext(ctx, "onboard: security: a flow came back in a browser that did not start it; quarantining what it made",
+// quarantine handles a flow that came back, within its lifetime, where
+// it must not: in a browser that did not start it, or (pending) in its own
+// browser signed in as another user (by names which). Whether the flow is
+// pending or done, what it made is deleted (or, for a reconnect, disabled
+// for good) at the provider, the stored connection is marked Revoked,
+// Hooks.Revoked fires and a security event is logged. A link to a hosted
+// page sent to a victim can therefore never put the victim's credentials
+// in the sender's tenant through the victim's browser. A failure is
+// logged: the runner retries the provider's cleanup.
+func (o *Onboarder) quarantine(ctx context.Context, f Flow, by string) {
+	o.cfg.Logger.WarnContext(ctx, "onboard: security: a flow came back to "+by+" than the one that started it; quarantining what it made",
 		"security", true, "flow", f.ID, "provider", f.Provider, "tenant", f.Owner.Tenant, "user", f.Owner.User,
 		"state", f.State, "connection", f.ConnectionID, "reconnect", f.Reconnect)
+	if err := o.revoke(ctx, f, by); err != nil {
+		o.cfg.Logger.ErrorContext(ctx, "onboard: security: quarantine incomplete; the runner retries the provider cleanup",
+			"security", true, "flow", f.ID, "err", err)
+	}
+}
+
+// revoke settles or marks flow f Revoked and removes what it made: the
+// work of quarantine.
+func (o *Onboarder) revoke(ctx context.Context, f Flow, by string) error {
 	if f.State == FlowPending {
-		_, err := o.settle(ctx, f, Revoked, "returned in another browser")
+		_, err := o.settle(ctx, f, Revoked, "returned to "+by)
 		if !errors.Is(err, ErrFlowUsed) {
 			if err == nil {
 				err = o.revokeStored(ctx, f)

@@ -69,9 +69,9 @@ const (
 	Failed State = "failed"
 	// Abandoned: the setup was not finished; nothing was kept.
 	Abandoned State = "abandoned"
-	// Revoked: the flow came back in a browser that did not start it, so
-	// what it made was deleted or disabled at the provider and must not
-	// be used.
+	// Revoked: the flow came back in a browser that did not start it (or,
+	// pending, in its browser signed in as another user), so what it made
+	// was deleted or disabled at the provider and must not be used.
 	Revoked State = "revoked"
 )
 
