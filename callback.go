@@ -100,18 +100,22 @@ func (o *Onboarder) requestFlow(ctx context.Context, w http.ResponseWriter, r *h
 		return nil, nil
 	}
 	f, err := o.loadFlow(ctx, p.Name(), id)
-	if err == nil {
-		err = o.checkFlow(ctx, r, f, quarantine)
-	}
 	if err != nil {
-		o.fail(w, r, f, err, "flow", id)
+		o.fail(w, r, nil, err, "flow", id)
+		return nil, nil
+	}
+	if bound, err := o.checkFlow(ctx, r, f, quarantine); err != nil {
+		shown := f
+		if !bound {
+			shown = nil // not this browser's and owner's: nothing of the flow is shown
+		}
+		o.fail(w, r, shown, err, "flow", id)
 		return nil, nil
 	}
 	return p, f
 }
 
-// loadFlow loads flow id of provider (of any provider for ""). The flow
-// is returned whenever it was loaded, for the error page.
+// loadFlow loads flow id of provider (of any provider for "").
 func (o *Onboarder) loadFlow(ctx context.Context, provider, id string) (*Flow, error) {
 	f, found, err := o.cfg.Store.Flow(ctx, id)
 	if err != nil {
@@ -126,45 +130,48 @@ func (o *Onboarder) loadFlow(ctx context.Context, provider, id string) (*Flow, e
 // checkFlow checks that flow f may be used by this request: the browser
 // is the one that started it, the owner is the one signed in now, and it
 // has not expired (unless it is done: its result can still be shown).
+// bound reports that the request is the flow's browser and owner: only
+// then may an answer show anything of the flow (the error page's link to
+// start again carries its source, name, return_to and connection).
 // With quarantine, a flow within its lifetime seen in another browser has
 // what it made quarantined, and so has a pending one seen in its own
 // browser signed in as another user (a shared computer): whoever entered
 // what it made was not its owner, and the owner's later return must not
 // attach it.
-func (o *Onboarder) checkFlow(ctx context.Context, r *http.Request, f *Flow, quarantine bool) error {
+func (o *Onboarder) checkFlow(ctx context.Context, r *http.Request, f *Flow, quarantine bool) (bound bool, err error) {
 	now := o.cfg.Now()
 	if f.Browser == "" {
 		// A flow made before flows kept their browser (an upgrade): no
 		// browser can prove it started it. It is settled by the runner.
-		return ErrFlowExpired
+		return false, ErrFlowExpired
 	}
 	key, err := o.browserKey(ctx, false)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if !sameBrowser(*f, key) {
 		if f.Expired(now) {
-			return ErrFlowExpired
+			return false, ErrFlowExpired
 		}
 		if quarantine {
 			o.quarantine(ctx, *f, "another browser")
 		}
-		return ErrOtherBrowser
+		return false, ErrOtherBrowser
 	}
 	owner, err := o.owner(r)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if owner != f.Owner {
 		if quarantine && f.State == FlowPending && !f.Expired(now) {
 			o.quarantine(ctx, *f, "another user")
 		}
-		return ErrOwnerMismatch
+		return false, ErrOwnerMismatch
 	}
 	if f.State != FlowDone && f.Expired(now) {
-		return ErrFlowExpired
+		return true, ErrFlowExpired
 	}
-	return nil
+	return true, nil
 }
 
 // result is what flow f produced: its stored connection when it attached
@@ -331,7 +338,7 @@ func (o *Onboarder) Outcome(r *http.Request) (Connection, error) {
 	if err != nil {
 		return Connection{}, err
 	}
-	if err := o.checkFlow(ctx, r, f, false); err != nil {
+	if _, err := o.checkFlow(ctx, r, f, false); err != nil {
 		return Connection{}, err
 	}
 	if f.State != FlowDone {
@@ -415,7 +422,10 @@ func ErrorFromContext(ctx context.Context) error {
 }
 
 // FlowFromContext returns the flow a request given to Config.Result or
-// Config.Error was for, when one was known.
+// Config.Error was for, when one was known and the request came from the
+// browser that started it, signed in as its owner: a refusal of another
+// browser or user is given the error alone, so that nothing of the flow
+// (its source, name, return_to, connection) is shown to them.
 func FlowFromContext(ctx context.Context) (Flow, bool) {
 	if out := outcomeOf(ctx); out != nil && out.hasFlow {
 		return out.flow, true

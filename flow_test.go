@@ -399,12 +399,12 @@ func TestCustomResultAndErrorHandlers(t *testing.T) {
 	assert.Equal(t, "result", got.handlers)
 	assert.Equal(t, connOf(t, back), got.result.ID)
 
-	// Another browser: refused, and the Error handler sees the flow.
+	// Another browser: refused, and the Error handler sees nothing of
+	// the flow, which is not that browser's.
 	require.Equal(t, http.StatusTeapot, e.browser("mallory", "evil").get(back).Code)
 	assert.Equal(t, "error", got.handlers)
 	assert.ErrorIs(t, got.err, onboard.ErrOtherBrowser)
-	assert.True(t, got.hasFlow)
-	assert.Equal(t, id, got.flow.ID)
+	assert.False(t, got.hasFlow)
 	assert.False(t, got.hasConn)
 
 	// A start refused before any flow exists: the error alone.

@@ -67,7 +67,7 @@ func (o *Onboarder) retryLink(r *http.Request, f *Flow, err error) (href, text s
 		return r.URL.RequestURI(), "Try again"
 	case f == nil:
 		return "", ""
-	case retryable(err), errors.Is(err, ErrFlowExpired), errors.Is(err, ErrOtherBrowser),
+	case retryable(err), errors.Is(err, ErrFlowExpired),
 		errors.Is(err, ErrUnknownFlow), errors.Is(err, ErrTooManyFlows), errors.Is(err, ErrOwnerLimit),
 		errors.Is(err, ErrRefused), errors.Is(err, ErrForged):
 		return o.restartURL(*f, isPopup(r) || r.URL.Query().Get("display") == "popup"), "Start again"

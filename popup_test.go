@@ -12,6 +12,50 @@ import (
 	"github.com/onboardkit/onboard"
 )
 
+// TestRefusalsShowNothingOfTheFlow: a browser or user that the flow is
+// not bound to learns nothing of it from a refusal, in HTML or JSON: not
+// its source, name or return_to, nor the connection a reconnect names.
+func TestRefusalsShowNothingOfTheFlow(t *testing.T) {
+	e := newEnv(t)
+	alice := e.browser("alice", "acme")
+	conn := alice.get(alice.finish(alice.start("source=Salesforce"), onboard.Connected))
+	require.Equal(t, http.StatusSeeOther, conn.Code)
+	c := e.Connections("acme")[0]
+	secret := []string{"Salesforce", "Quarterly", "private-report", c.ID}
+	id := alice.start("connection=" + url.QueryEscape(c.ID) + "&name=Quarterly&return_to=%2Fprivate-report")
+	for _, tt := range []struct {
+		name   string
+		b      *browser
+		target string
+	}{
+		{"another browser, status", e.browser("mallory", "evil"), "/connect/fake/status/" + id},
+		{"another user, status", e.browser("bob", "acme"), "/connect/fake/status/" + id},
+		{"not signed in, status", e.browser("", ""), "/connect/fake/status/" + id},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res := tt.b.get(e.URL() + tt.target)
+			require.GreaterOrEqual(t, res.Code, 400)
+			for _, s := range secret {
+				require.NotContains(t, res.Body, s)
+			}
+		})
+	}
+	// The same browser, signed in as another user, at the return: refused
+	// (and quarantined), showing nothing of the flow.
+	alice.Login(e.App, "bob", "acme")
+	res := alice.get(e.URL() + "/connect/fake/return/" + id)
+	require.Equal(t, http.StatusForbidden, res.Code)
+	for _, s := range secret {
+		require.NotContains(t, res.Body, s)
+	}
+	// Another browser at the return, in HTML.
+	res = e.browser("mallory", "evil").get(e.URL() + "/connect/fake/return/" + id)
+	require.GreaterOrEqual(t, res.Code, 400)
+	for _, s := range secret {
+		require.NotContains(t, res.Body, s)
+	}
+}
+
 // status asks the status endpoint about a flow in browser b.
 func (b *browser) status(id string) (map[string]any, int) {
 	b.T.Helper()
