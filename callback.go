@@ -2,6 +2,11 @@ package onboard
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -217,14 +222,16 @@ func (o *Onboarder) showResult(ctx context.Context, w http.ResponseWriter, r *ht
 }
 
 // showResultOf hands a return's result to the Result handler. The default
-// one redirects to the flow's return_to (or DonePath) with onboard_flow. A
+// one redirects to the flow's return_to (or DonePath) with onboard_flow
+// (the flow's result token). A
 // return in a popup gets the popup page instead.
 func (o *Onboarder) showResultOf(w http.ResponseWriter, r *http.Request, f *Flow, c Connection) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	if isPopup(r) {
-		o.popupPage(w, r, popupMessage{Type: "onboard", Flow: f.ID, Provider: f.Provider, State: string(c.State),
-			Connection: c.ID, Name: c.Name, Source: c.Source, Message: c.Message}, resultURL(o.target(f), f.ID))
+		token := resultToken(*f)
+		o.popupPage(w, r, popupMessage{Type: "onboard", Flow: f.ID, Result: token, Provider: f.Provider, State: string(c.State),
+			Connection: c.ID, Name: c.Name, Source: c.Source, Message: c.Message}, resultURL(o.target(f), token))
 		return
 	}
 	if o.cfg.Result != nil {
@@ -232,7 +239,7 @@ func (o *Onboarder) showResultOf(w http.ResponseWriter, r *http.Request, f *Flow
 		o.cfg.Result.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outcomeKey{}, out)))
 		return
 	}
-	http.Redirect(w, r, resultURL(o.target(f), f.ID), http.StatusSeeOther)
+	http.Redirect(w, r, resultURL(o.target(f), resultToken(*f)), http.StatusSeeOther)
 }
 
 // target is the same-origin path shown after flow f: its return_to, or
@@ -252,6 +259,7 @@ func isPopup(r *http.Request) bool { return strings.Contains(r.Pattern, "/popup/
 type popupMessage struct {
 	Type       string `json:"type"` // always "onboard"
 	Flow       string `json:"flow"`
+	Result     string `json:"result,omitempty"` // the flow's result token, for Outcome (popup page only)
 	Provider   string `json:"provider"`
 	State      string `json:"state"` // pending, connected, failed, abandoned, revoked; error for a refusal
 	Connection string `json:"connection,omitempty"`
@@ -285,14 +293,62 @@ func (o *Onboarder) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, msg)
 }
 
-// resultParam is the query parameter that carries a flow id to the page
-// shown after a return; [Onboarder.Outcome] reads it.
+// resultParam is the query parameter that carries a flow to the page
+// shown after a return (as a result token); [Onboarder.Outcome] reads it.
 const resultParam = "onboard_flow"
 
-// resultURL returns target (a same-origin path) with onboard_flow=id in
-// its query, after removing every onboard_* parameter already there, so a
-// crafted return_to cannot smuggle a result in. A fragment stays last.
-func resultURL(target, id string) string {
+// resultToken is what the page shown after a return is given for flow f
+// in place of its id: the id sealed (AES-256-GCM) with a key derived from
+// the flow's browser digest, so that only the browser that started the
+// flow reads it back ([Onboarder.Outcome]). The id is the key to the
+// flow's return URL, with which anyone can, within the flow's lifetime,
+// quarantine what the flow made; a page's URL ends up in analytics, error
+// trackers and shared links, so it never carries the id itself.
+func resultToken(f Flow) string {
+	aead := resultAEAD(f.Browser)
+	if aead == nil {
+		return ""
+	}
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(f.ID)+aead.Overhead())
+	_, _ = rand.Read(nonce) // never fails
+	return base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, []byte(f.ID), nil))
+}
+
+// openResult returns the flow id that token seals for the browser whose
+// key is key. ok is false when it seals none for that browser; malformed
+// is true when token is not a result token at all.
+func openResult(token, key string) (id string, ok, malformed bool) {
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	aead := resultAEAD(browserDigest(key))
+	if err != nil || aead == nil || len(raw) != aead.NonceSize()+flowIDLen+aead.Overhead() {
+		return "", false, true
+	}
+	plain, err := aead.Open(nil, raw[:aead.NonceSize()], raw[aead.NonceSize():], nil)
+	if err != nil || key == "" || !validFlowID(string(plain)) {
+		return "", false, false
+	}
+	return string(plain), true, false
+}
+
+// resultAEAD is the cipher of the result tokens of the browser whose key
+// has digest browser.
+func resultAEAD(browser string) cipher.AEAD {
+	k := sha256.Sum256([]byte("onboard/result\x00" + browser))
+	block, err := aes.NewCipher(k[:])
+	if err != nil {
+		return nil // not with a 32-byte key
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil // not with AES
+	}
+	return aead
+}
+
+// resultURL returns target (a same-origin path) with onboard_flow=token
+// in its query, after removing every onboard_* parameter already there, so
+// a crafted return_to cannot smuggle a result in. A fragment stays last.
+func resultURL(target, token string) string {
 	frag := ""
 	if i := strings.IndexByte(target, '#'); i >= 0 {
 		target, frag = target[:i], target[i:]
@@ -312,7 +368,7 @@ func resultURL(target, id string) string {
 		}
 		kept = append(kept, kv)
 	}
-	kept = append(kept, resultParam+"="+id)
+	kept = append(kept, resultParam+"="+token)
 	return path + "?" + strings.Join(kept, "&") + frag
 }
 
@@ -322,19 +378,36 @@ func resultURL(target, id string) string {
 // started the flow, signed in as its owner, and only once the flow is
 // done (ErrFlowPending before). Pages shown after a return read the
 // outcome here, never from other query parameters: a crafted link can
-// name a flow, but not one that is this browser's. Errors have kinds
-// ([StatusCode], [Message]); ErrNoFlow means the request names no flow.
+// name a flow, but not one that is this browser's. The parameter is the
+// result token the return's redirect put there, which only this browser
+// can read, or a flow id (a single-page app has it from the start's JSON
+// answer or the popup's message). Errors have kinds ([StatusCode],
+// [Message]); ErrNoFlow means the request names no flow.
 func (o *Onboarder) Outcome(r *http.Request) (Connection, error) {
 	ids := r.URL.Query()[resultParam]
 	switch {
 	case len(ids) == 0 || ids[0] == "":
 		return Connection{}, ErrNoFlow
-	case len(ids) > 1 || !validFlowID(ids[0]):
+	case len(ids) > 1:
 		return Connection{}, ErrBadFlowID
 	}
 	ctx, cancel := o.deadline(r)
 	defer cancel()
-	f, err := o.loadFlow(ctx, "", ids[0])
+	id := ids[0]
+	if !validFlowID(id) {
+		key, err := o.browserKey(ctx, false)
+		if err != nil {
+			return Connection{}, err
+		}
+		var ok, malformed bool
+		switch id, ok, malformed = openResult(ids[0], key); {
+		case malformed:
+			return Connection{}, ErrBadFlowID
+		case !ok:
+			return Connection{}, ErrOtherBrowser
+		}
+	}
+	f, err := o.loadFlow(ctx, "", id)
 	if err != nil {
 		return Connection{}, err
 	}

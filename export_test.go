@@ -5,3 +5,6 @@ var ResultURL = resultURL
 
 // Classify exposes classify to the tests.
 var Classify = classify
+
+// ResultToken exposes resultToken to the tests.
+var ResultToken = resultToken

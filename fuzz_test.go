@@ -68,6 +68,42 @@ func FuzzReturn(f *testing.F) {
 	})
 }
 
+// FuzzOutcome sends arbitrary onboard_flow values to Outcome (through the
+// test app's /outcome page), in the browser whose flow completed. Only
+// that flow's result token (or its id) may read as its result; nothing
+// may panic or fail with a 5xx.
+func FuzzOutcome(f *testing.F) {
+	e := newEnv(f)
+	b := e.browser("alice", "acme")
+	id := b.start("source=Salesforce")
+	res := b.get(b.finish(id, onboard.Connected))
+	loc, _ := url.Parse(res.Location)
+	token := loc.Query().Get("onboard_flow")
+	u, _ := url.Parse(e.URL())
+	cookies := b.Client.Jar.Cookies(u)
+
+	f.Add(token)
+	f.Add(id)
+	f.Add(token[:len(token)-1] + "B")
+	f.Add(strings.Repeat("A", len(token)))
+	f.Add("%ff%00")
+	f.Add(strings.Repeat("A", 5000))
+	f.Fuzz(func(t *testing.T, value string) {
+		req := request(http.MethodGet, u, "/outcome", url.Values{"onboard_flow": {value}}.Encode(), cookies).WithContext(t.Context())
+		rec := httptest.NewRecorder()
+		e.Server.Config.Handler.ServeHTTP(rec, req)
+		switch rec.Code {
+		case http.StatusOK:
+			if value != token && value != id {
+				t.Fatalf("onboard_flow %q read as the flow's result", value)
+			}
+		case http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound:
+		default:
+			t.Fatalf("onboard_flow %q answered %d:\n%s", value, rec.Code, rec.Body.String())
+		}
+	})
+}
+
 // FuzzStart sends arbitrary query strings to the start handler, as a GET
 // from this site. No input may panic or fail with a 5xx; a start either
 // redirects to the provider or is refused with a 4xx.

@@ -419,8 +419,10 @@ type Config struct {
 	DonePath string
 	// Result handles a return that completed a flow, whatever its outcome;
 	// [ResultFromContext] gives the connection. The default answers 303 to
-	// the flow's return_to (or DonePath) with onboard_flow=ID added, which
-	// the page reads with [Onboarder.Outcome]. A return in a popup (a start
+	// the flow's return_to (or DonePath) with onboard_flow added (a token
+	// only this browser can read, not the flow id), which the page reads
+	// with [Onboarder.Outcome]. A handler of its own should not put the
+	// flow id in a URL either: it is the key to the flow's return URL. A return in a popup (a start
 	// with display=popup) is not handed to Result: its page posts the
 	// outcome to the window that opened the popup and closes itself.
 	Result http.Handler

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -93,6 +94,12 @@ func TestPopupFlow(t *testing.T) {
 	require.Contains(t, page.Body, `"flow":"`+started.Flow+`"`)
 	require.Contains(t, page.Body, "window.close()")
 	require.Len(t, e.Connections("acme"), 1)
+	// The message's result token reads as the result, in this browser.
+	m := regexp.MustCompile(`"result":"([A-Za-z0-9_-]+)"`).FindStringSubmatch(page.Body)
+	require.Len(t, m, 2, page.Body)
+	c, code := b.Outcome(e.App, "/?onboard_flow="+m[1])
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, onboard.Connected, c.State)
 
 	st, _ = b.status(started.Flow)
 	require.Equal(t, "connected", st["state"])

@@ -268,4 +268,46 @@ func TestForgedResultLinks(t *testing.T) {
 	id := b.start("")
 	_, status = b.Outcome(e.App, "/?onboard_flow="+id)
 	require.Equal(t, http.StatusConflict, status)
+
+	// A token of the right length that seals nothing for this browser.
+	_, status = b.Outcome(e.App, "/?onboard_flow="+strings.Repeat("A", len(onboard.ResultToken(onboard.Flow{ID: id}))))
+	require.Equal(t, http.StatusForbidden, status)
+}
+
+// TestResultPageURLIsNoKey: the page shown after a return is given a
+// token only the browser that started the flow can read, never the flow
+// id: its URL, kept by analytics or shared, cannot be turned into the
+// flow's return URL, which within the flow's lifetime would let anyone
+// quarantine (delete) what the flow made.
+func TestResultPageURLIsNoKey(t *testing.T) {
+	e := newEnv(t)
+	for _, reconnect := range []bool{false, true} {
+		alice := e.browser("alice", "acme")
+		q := "source=Salesforce"
+		if reconnect {
+			q = "connection=" + url.QueryEscape(e.Connections("acme")[0].ID)
+		}
+		id := alice.start(q)
+		res := alice.get(alice.finish(id, onboard.Connected))
+		require.Equal(t, http.StatusSeeOther, res.Code)
+		require.NotContains(t, res.Location, id)
+		u, err := url.Parse(res.Location)
+		require.NoError(t, err)
+		token := u.Query().Get("onboard_flow")
+
+		// What a holder of the page's URL can do with its parameter.
+		for _, stranger := range []*browser{e.browser("mallory", "evil"), e.browser("", "")} {
+			back := stranger.get(e.URL() + "/connect/fake/return/" + token)
+			require.Equal(t, http.StatusBadRequest, back.Code, "not a flow id")
+			_, status := stranger.Outcome(e.App, "/?onboard_flow="+token)
+			require.Equal(t, http.StatusForbidden, status)
+		}
+		cs := e.Connections("acme")
+		require.Len(t, cs, 1)
+		require.Equal(t, onboard.Connected, cs[0].State)
+		require.Zero(t, e.fake.Calls().Cancel, "nothing quarantined")
+		c, status := alice.Outcome(e.App, res.Location)
+		require.Equal(t, http.StatusOK, status)
+		require.Equal(t, cs[0].ID, c.ID)
+	}
 }

@@ -89,7 +89,7 @@ window.addEventListener("message", async function (ev) {
   if (ev.origin !== location.origin || !ev.data || ev.data.type !== "onboard") return;
   // Ask the server for the verified result of this browser's flow and
   // swap in the flash and the connection list.
-  var res = await fetch("/?onboard_flow=" + encodeURIComponent(ev.data.flow));
+  var res = await fetch("/?onboard_flow=" + encodeURIComponent(ev.data.result || ev.data.flow));
   var doc = new DOMParser().parseFromString(await res.text(), "text/html");
   ["flash-area", "connections-section"].forEach(function (id) {
     var now = document.getElementById(id), next = doc.getElementById(id);
