@@ -170,3 +170,28 @@ func TestQuarantineCleanupRetriedByTheRunner(t *testing.T) {
 	require.Empty(t, e.fake.Connections())
 	require.False(t, e.flow(id).Cleanup)
 }
+
+// TestFixationQuarantineFailsClosed: the store fails as the victim's
+// return quarantines the attacker's pending flow, so the flow stays
+// pending. What it made is removed at the provider all the same, and the
+// attacker's own return, with every parameter the victim's browser had,
+// attaches nothing.
+func TestFixationQuarantineFailsClosed(t *testing.T) {
+	e := newEnv(t)
+	mallory := e.browser("mallory", "evil")
+	id := mallory.start("source=Salesforce")
+	back := e.victimFills(id)
+	require.Len(t, e.fake.Connections(), 1)
+
+	e.store.Fail("CompleteFlow", 1)
+	res := e.browser("alice", "acme").get(back)
+	require.Equal(t, http.StatusForbidden, res.Code)
+	require.Equal(t, onboard.FlowPending, e.flow(id).State, "the store could not settle it")
+	require.Empty(t, e.fake.Connections(), "removed at the provider anyway")
+	require.Contains(t, e.log.String(), "quarantine incomplete")
+
+	res = mallory.get(back)
+	require.NotEqual(t, onboard.Connected, e.flow(id).Outcome, res.Body)
+	require.Empty(t, e.Connections("evil"))
+	require.Empty(t, e.fake.Connections())
+}

@@ -83,15 +83,10 @@ func (o *Onboarder) settle(ctx context.Context, f Flow, outcome State, why strin
 // the flow was settled), and the runner's pass after the flow expired
 // removes that too.
 func (o *Onboarder) cleanup(ctx context.Context, f Flow) bool {
-	p, ok := o.providers[f.Provider]
-	if !ok { // a flow of a provider the app no longer configures
-		o.cfg.Logger.WarnContext(ctx, "onboard: cleanup of a flow whose provider is not configured; configure it again to clean up",
-			"flow", f.ID, "provider", f.Provider)
+	err := o.cancel(ctx, f)
+	if errors.Is(err, ErrUnknownProvider) {
 		return false
 	}
-	pctx, end := o.tel.provider(ctx, f.Provider, "Cancel")
-	err := classify(p.Cancel(pctx, f), ErrProvider)
-	end(err)
 	if err == nil && !o.awaitsExpiry(f) {
 		err = o.cfg.Store.SetCleanup(ctx, f.ID, false)
 	}
@@ -101,6 +96,20 @@ func (o *Onboarder) cleanup(ctx context.Context, f Flow) bool {
 		return false
 	}
 	return true
+}
+
+// cancel asks flow f's provider to remove what the flow made (Cancel).
+func (o *Onboarder) cancel(ctx context.Context, f Flow) error {
+	p, ok := o.providers[f.Provider]
+	if !ok { // a flow of a provider the app no longer configures
+		o.cfg.Logger.WarnContext(ctx, "onboard: cleanup of a flow whose provider is not configured; configure it again to clean up",
+			"flow", f.ID, "provider", f.Provider)
+		return ErrUnknownProvider
+	}
+	pctx, end := o.tel.provider(ctx, f.Provider, "Cancel")
+	err := classify(p.Cancel(pctx, f), ErrProvider)
+	end(err)
+	return err
 }
 
 // awaitsExpiry reports whether done flow f is an abandoned flow that has
@@ -117,13 +126,15 @@ func (o *Onboarder) awaitsExpiry(f Flow) bool {
 // Hooks.Revoked fires and a security event is logged. A link to a hosted
 // page sent to a victim can therefore never put the victim's credentials
 // in the sender's tenant through the victim's browser. A failure is
-// logged: the runner retries the provider's cleanup.
+// logged. When the store cannot settle a pending flow, the provider is
+// still asked to remove what the flow made, so that the flow's next
+// return, which is then let through, finds nothing to attach.
 func (o *Onboarder) quarantine(ctx context.Context, f Flow, by string) {
 	o.cfg.Logger.WarnContext(ctx, "onboard: security: a flow came back to "+by+" than the one that started it; quarantining what it made",
 		"security", true, "flow", f.ID, "provider", f.Provider, "tenant", f.Owner.Tenant, "user", f.Owner.User,
 		"state", f.State, "connection", f.ConnectionID, "reconnect", f.Reconnect)
 	if err := o.revoke(ctx, f, by); err != nil {
-		o.cfg.Logger.ErrorContext(ctx, "onboard: security: quarantine incomplete; the runner retries the provider cleanup",
+		o.cfg.Logger.ErrorContext(ctx, "onboard: security: quarantine incomplete; what the store did not record, the runner retries",
 			"security", true, "flow", f.ID, "err", err)
 	}
 }
@@ -133,9 +144,13 @@ func (o *Onboarder) quarantine(ctx context.Context, f Flow, by string) {
 func (o *Onboarder) revoke(ctx context.Context, f Flow, by string) error {
 	if f.State == FlowPending {
 		_, err := o.settle(ctx, f, Revoked, "returned to "+by)
-		if !errors.Is(err, ErrFlowUsed) {
-			if err == nil {
-				err = o.revokeStored(ctx, f)
+		switch {
+		case err == nil:
+			return o.revokeStored(ctx, f)
+		case !errors.Is(err, ErrFlowUsed):
+			// The flow stays pending: fail closed at the provider.
+			if cerr := o.cancel(ctx, f); cerr != nil {
+				return errors.Join(err, cerr)
 			}
 			return err
 		}
