@@ -3,6 +3,7 @@ package onboard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 )
@@ -89,67 +90,97 @@ func staleness(ev Event, c Connection) string {
 	return ""
 }
 
+// swapTries bounds how often a write of a connection read before is
+// tried again after a concurrent write came between (SwapConnection).
+const swapTries = 16
+
+// errConnectionBusy is the error of a connection that kept changing while
+// it was written.
+var errConnectionBusy = fmt.Errorf("%w: the connection kept changing while it was written", ErrStore)
+
 // apply stores one provider event and fires the hooks of a change. An
 // event for a connection that is not stored yet (its flow has not
 // completed) is kept as a detached record, which completion merges: it is
 // never attached to a tenant by itself. With a non-zero checked, the
 // connection's CheckedAt is set (a refresh). It reports whether the event
-// changed anything.
+// changed anything. The connection is written with SwapConnection: when
+// another write (an event on another instance, a quarantine, a refresh)
+// came between its read and its write, it is read again and the event
+// decided again, so that events are ordered by the provider's time
+// whatever instance receives them.
 func (o *Onboarder) apply(ctx context.Context, provider string, ev Event, checked time.Time) (bool, error) {
 	log := o.cfg.Logger.With("provider", provider, "connection", ev.ConnectionID, "event_state", ev.State,
 		"deleted", ev.Deleted, "event_at", ev.At)
-	c, found, err := o.cfg.Store.FindConnection(ctx, provider, ev.ConnectionID)
-	if err != nil {
-		return false, classify(err, ErrStore)
-	}
-	now := o.cfg.Now()
-	if !found {
-		if ev.Deleted || ev.At.IsZero() {
-			log.InfoContext(ctx, "onboard: event dropped: unknown connection")
-			return false, nil
-		}
-		log.InfoContext(ctx, "onboard: event kept for a connection whose flow has not completed")
-		c = Connection{Provider: provider, ID: ev.ConnectionID, State: ev.State, Message: ev.Message,
-			EventAt: ev.At, CreatedAt: now, UpdatedAt: now}
-		return true, classify(o.cfg.Store.SaveConnection(ctx, c), ErrStore)
-	}
-	if why := staleness(ev, c); why != "" {
-		log.InfoContext(ctx, "onboard: event dropped", "why", why, "stored_state", c.State, "stored_event_at", c.EventAt)
-		if !checked.IsZero() {
-			c.CheckedAt = checked
-			return false, classify(o.cfg.Store.SaveConnection(ctx, c), ErrStore)
-		}
-		return false, nil
-	}
-	detached := c.Owner.IsZero()
-	if ev.Deleted {
-		deleted, err := o.cfg.Store.DeleteConnection(ctx, provider, c.ID)
+	for range swapTries {
+		c, found, err := o.cfg.Store.FindConnection(ctx, provider, ev.ConnectionID)
 		if err != nil {
 			return false, classify(err, ErrStore)
 		}
-		log.InfoContext(ctx, "onboard: connection deleted at the provider")
-		if deleted && !detached { // else a concurrent deletion fired the hook
-			o.cfg.Hooks.fire(ctx, c, true)
+		now := o.cfg.Now()
+		if !found {
+			if ev.Deleted || ev.At.IsZero() {
+				log.InfoContext(ctx, "onboard: event dropped: unknown connection")
+				return false, nil
+			}
+			c = Connection{Provider: provider, ID: ev.ConnectionID, State: ev.State, Message: ev.Message,
+				EventAt: ev.At, CreatedAt: now, UpdatedAt: now}
+			ok, err := o.cfg.Store.SwapConnection(ctx, Connection{}, c)
+			switch {
+			case err != nil:
+				return false, classify(err, ErrStore)
+			case !ok:
+				continue // stored meanwhile: decide again
+			}
+			log.InfoContext(ctx, "onboard: event kept for a connection whose flow has not completed")
+			return true, nil
 		}
-		return deleted, nil
+		if why := staleness(ev, c); why != "" {
+			log.InfoContext(ctx, "onboard: event dropped", "why", why, "stored_state", c.State, "stored_event_at", c.EventAt)
+			if !checked.IsZero() {
+				next := c
+				next.CheckedAt = checked
+				// Changed meanwhile: it is checked again at the next pass.
+				_, err := o.cfg.Store.SwapConnection(ctx, c, next)
+				return false, classify(err, ErrStore)
+			}
+			return false, nil
+		}
+		detached := c.Owner.IsZero()
+		if ev.Deleted {
+			deleted, err := o.cfg.Store.DeleteConnection(ctx, provider, c.ID)
+			if err != nil {
+				return false, classify(err, ErrStore)
+			}
+			log.InfoContext(ctx, "onboard: connection deleted at the provider")
+			if deleted && !detached { // else a concurrent deletion fired the hook
+				o.cfg.Hooks.fire(ctx, c, true)
+			}
+			return deleted, nil
+		}
+		next := c
+		changed := ev.State != "" && ev.State != c.State
+		if ev.State != "" {
+			next.State = ev.State
+		}
+		next.Message, next.UpdatedAt = ev.Message, now
+		if !ev.At.IsZero() {
+			next.EventAt = ev.At
+		}
+		if !checked.IsZero() {
+			next.CheckedAt = checked
+		}
+		ok, err := o.cfg.Store.SwapConnection(ctx, c, next)
+		switch {
+		case err != nil:
+			return false, classify(err, ErrStore)
+		case !ok:
+			continue // changed meanwhile: decide again
+		}
+		log.InfoContext(ctx, "onboard: event applied", "state", next.State, "changed", changed)
+		if changed && !detached {
+			o.cfg.Hooks.fire(ctx, next, false)
+		}
+		return changed, nil
 	}
-	changed := ev.State != "" && ev.State != c.State
-	if ev.State != "" {
-		c.State = ev.State
-	}
-	c.Message, c.UpdatedAt = ev.Message, now
-	if !ev.At.IsZero() {
-		c.EventAt = ev.At
-	}
-	if !checked.IsZero() {
-		c.CheckedAt = checked
-	}
-	if err := o.cfg.Store.SaveConnection(ctx, c); err != nil {
-		return false, classify(err, ErrStore)
-	}
-	log.InfoContext(ctx, "onboard: event applied", "state", c.State, "changed", changed)
-	if changed && !detached {
-		o.cfg.Hooks.fire(ctx, c, false)
-	}
-	return changed, nil
+	return false, errConnectionBusy
 }

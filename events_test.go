@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/onboardkit/onboard"
@@ -145,4 +147,63 @@ func TestWebhookRefusals(t *testing.T) {
 	require.Equal(t, onboard.Connected, e.stored(c.ID).State)
 	require.Equal(t, http.StatusOK, e.deliver(fake.WebhookEvent{Connection: c.ID, State: onboard.Failed, At: time.Now()}))
 	require.Equal(t, onboard.Failed, e.stored(c.ID).State)
+}
+
+// barrierFind is a Store whose next two FindConnection calls, once armed,
+// both answer before either returns: two events of one connection, on
+// two instances, read it before either writes.
+type barrierFind struct {
+	onboard.Store
+	mu    sync.Mutex
+	armed int
+	both  chan struct{}
+}
+
+func (s *barrierFind) arm() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.armed, s.both = 2, make(chan struct{})
+}
+
+func (s *barrierFind) FindConnection(ctx context.Context, provider, id string) (onboard.Connection, bool, error) {
+	c, found, err := s.Store.FindConnection(ctx, provider, id)
+	s.mu.Lock()
+	wait := s.armed > 0
+	if wait {
+		if s.armed--; s.armed == 0 {
+			close(s.both)
+		}
+	}
+	both := s.both
+	s.mu.Unlock()
+	if wait {
+		<-both
+	}
+	return c, found, err
+}
+
+// TestConcurrentEventsKeepTheProvidersOrder: two events of one
+// connection, delivered at once (to two instances), both read the
+// connection before either writes; the later event (by the provider's
+// time) wins whichever is written last, and its hook fires once.
+func TestConcurrentEventsKeepTheProvidersOrder(t *testing.T) {
+	for round := range 10 {
+		s := &barrierFind{}
+		e := newEnv(t, func(c *onboard.Config) { s.Store = c.Store; c.Store = s })
+		c := e.connected("alice", "acme")
+		at := time.Now()
+		s.arm()
+		var wg sync.WaitGroup
+		for _, ev := range []fake.WebhookEvent{
+			{Connection: c.ID, State: onboard.Failed, Message: "token revoked", At: at.Add(2 * time.Second)},
+			{Connection: c.ID, State: onboard.Connected, At: at.Add(time.Second)},
+		} {
+			wg.Go(func() { assert.Equal(t, http.StatusOK, e.deliver(ev)) })
+		}
+		wg.Wait()
+		got := e.stored(c.ID)
+		require.Equal(t, onboard.Failed, got.State, "round %d", round)
+		require.True(t, got.EventAt.Equal(at.Add(2*time.Second)), "round %d: %v", round, got.EventAt)
+		require.Equal(t, []string{"connected", "failed"}, e.hooks.list(), "round %d", round)
+	}
 }

@@ -177,21 +177,32 @@ func (o *Onboarder) revoke(ctx context.Context, f Flow, by string) error {
 }
 
 // revokeStored marks the stored connection of flow f Revoked (the one it
-// reconnects, or the one it attached) and fires Hooks.Revoked.
+// reconnects, or the one it attached) and fires Hooks.Revoked. The mark
+// is written with SwapConnection, so that a concurrent deletion is not
+// undone.
 func (o *Onboarder) revokeStored(ctx context.Context, f Flow) error {
 	c := o.fill(Connection{State: Revoked}, f)
-	if f.ConnectionID != "" {
+	for try := 0; f.ConnectionID != ""; try++ {
+		if try == swapTries {
+			return errConnectionBusy
+		}
 		stored, found, err := o.cfg.Store.FindConnection(ctx, f.Provider, f.ConnectionID)
 		if err != nil {
 			return classify(err, ErrStore)
 		}
-		if found && stored.Owner.Tenant == f.Owner.Tenant {
-			stored.State, stored.UpdatedAt = Revoked, o.cfg.Now()
-			stored.Message = "This connection was stopped because its setup came back in a browser that did not start it. Delete it, and connect again from your own browser."
-			if err := o.cfg.Store.SaveConnection(ctx, stored); err != nil {
-				return classify(err, ErrStore)
-			}
-			c = stored
+		if !found || stored.Owner.Tenant != f.Owner.Tenant {
+			break
+		}
+		next := stored
+		next.State, next.UpdatedAt = Revoked, o.cfg.Now()
+		next.Message = "This connection was stopped because its setup came back in a browser that did not start it. Delete it, and connect again from your own browser."
+		ok, err := o.cfg.Store.SwapConnection(ctx, stored, next)
+		if err != nil {
+			return classify(err, ErrStore)
+		}
+		if ok {
+			c = next
+			break
 		}
 	}
 	o.cfg.Hooks.fire(ctx, c, false)

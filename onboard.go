@@ -307,6 +307,16 @@ type Store interface {
 	// SaveConnection inserts or replaces a connection, keyed by Provider
 	// and ID; a replaced connection keeps the CreatedAt it had.
 	SaveConnection(ctx context.Context, c Connection) error
+	// SwapConnection replaces the stored connection old with c (of the
+	// same Provider and ID) in one atomic step, only while the stored one
+	// still equals old in every field (times compared with Equal); with a
+	// zero old, it inserts c only while no connection with c's Provider
+	// and ID is stored. It reports whether it saved c; when the stored
+	// connection changed or went away since old was read, it changes
+	// nothing and returns false. A replaced connection keeps its CreatedAt.
+	// It is how a connection read before a slow step (a provider's
+	// answer) is written back without undoing a concurrent change.
+	SwapConnection(ctx context.Context, old, c Connection) (bool, error)
 	// FindConnection returns the connection with this provider and id,
 	// detached or not, whatever its tenant.
 	FindConnection(ctx context.Context, provider, id string) (c Connection, found bool, err error)

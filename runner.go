@@ -128,8 +128,7 @@ func (o *Onboarder) refresh(ctx context.Context, provider string, r Refresher, n
 	var tenants []string
 	for _, c := range cs {
 		if c.State == Revoked { // quarantined: nothing to learn, keep the record
-			c.CheckedAt = now
-			note(classify(o.cfg.Store.SaveConnection(ctx, c), ErrStore))
+			o.checked(ctx, c, now, note)
 			continue
 		}
 		if _, seen := byTenant[c.Owner.Tenant]; !seen {
@@ -166,10 +165,20 @@ func (o *Onboarder) refresh(ctx context.Context, provider string, r Refresher, n
 			if changed[c.ID] {
 				continue // apply saved it with CheckedAt
 			}
-			c.CheckedAt = now
-			note(classify(o.cfg.Store.SaveConnection(ctx, c), ErrStore))
+			o.checked(ctx, c, now, note)
 		}
 	}
+}
+
+// checked records that connection c, as read before the provider was
+// asked, was checked at now. It writes c back only as read: a change made
+// meanwhile (an event, a quarantine, a deletion) stays, and the
+// connection is checked again at the next pass.
+func (o *Onboarder) checked(ctx context.Context, c Connection, now time.Time, note func(error)) {
+	next := c
+	next.CheckedAt = now
+	_, err := o.cfg.Store.SwapConnection(ctx, c, next)
+	note(classify(err, ErrStore))
 }
 
 // Run calls RunOnce every interval until ctx ends, logging what each pass

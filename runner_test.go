@@ -2,13 +2,16 @@ package onboard_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/onboardkit/onboard"
+	"github.com/onboardkit/onboard/providers/fake"
 )
 
 // TestRefreshNoticesChangesAtTheProvider: the runner asks a Refresher for
@@ -127,4 +130,68 @@ func TestRunnerWithAProviderNoLongerConfigured(t *testing.T) {
 	require.Equal(t, 1, rep.Settled)
 	require.True(t, e.flow(f.ID).Cleanup, "left to clean up once the provider is back")
 	require.Contains(t, e.log.String(), "provider is not configured")
+}
+
+// pausedRefresh is the fake provider whose next Refresh, once it has its
+// answer, waits until released: the runner then holds an answer and the
+// connections it read while the test changes them, as a provider's slow
+// answer lets happen.
+type pausedRefresh struct {
+	*fake.Provider
+	once             sync.Once
+	entered, release chan struct{}
+}
+
+func (p *pausedRefresh) Refresh(ctx context.Context, tenant string, cs []onboard.Connection) ([]onboard.Event, error) {
+	evs, err := p.Provider.Refresh(ctx, tenant, cs)
+	p.once.Do(func() {
+		close(p.entered)
+		<-p.release
+	})
+	return evs, err
+}
+
+// TestRefreshUndoesNothing: what changes a connection while the runner
+// waits for the provider (a deletion by the app, an event, a quarantine)
+// stays: the runner records its check only on the connection as it read
+// it, and never writes back what it read.
+func TestRefreshUndoesNothing(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		change func(e *env, c onboard.Connection)
+		check  func(t *testing.T, e *env, c onboard.Connection)
+	}{
+		{"deleted by the app", func(e *env, c onboard.Connection) {
+			require.NoError(t, e.Onboarder.DeleteConnection(t.Context(), c.Owner, "fake", c.ID))
+		}, func(t *testing.T, e *env, c onboard.Connection) {
+			require.Empty(t, e.Connections("acme"), "not brought back")
+			require.Len(t, e.hooks.list(), 2, "connected, then one deletion")
+		}},
+		{"an event", func(e *env, c onboard.Connection) {
+			require.Equal(t, http.StatusOK, e.deliver(fake.WebhookEvent{Connection: c.ID, State: onboard.Failed,
+				Message: "token revoked", At: time.Now()}))
+		}, func(t *testing.T, e *env, c onboard.Connection) {
+			got := e.stored(c.ID)
+			require.Equal(t, onboard.Failed, got.State)
+			require.Equal(t, "token revoked", got.Message)
+			require.False(t, got.EventAt.IsZero())
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &pausedRefresh{entered: make(chan struct{}), release: make(chan struct{})}
+			e := newEnv(t, func(c *onboard.Config) {
+				p.Provider = c.Providers[0].(*fake.Provider)
+				c.Providers = []onboard.Provider{p}
+			})
+			c := e.connected("alice", "acme")
+			e.clock.Add(onboard.DefaultRefreshEvery + time.Second)
+			done := make(chan error, 1)
+			go func() { _, err := e.Onboarder.RunOnce(context.Background()); done <- err }()
+			<-p.entered
+			tt.change(e, c)
+			close(p.release)
+			require.NoError(t, <-done)
+			tt.check(t, e, c)
+		})
+	}
 }

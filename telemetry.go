@@ -175,6 +175,10 @@ func (s timedStore) SaveConnection(ctx context.Context, c Connection) error {
 	return timedErr(ctx, s.t, "SaveConnection", func() error { return s.s.SaveConnection(ctx, c) })
 }
 
+func (s timedStore) SwapConnection(ctx context.Context, old, c Connection) (bool, error) {
+	return timed(ctx, s.t, "SwapConnection", func() (bool, error) { return s.s.SwapConnection(ctx, old, c) })
+}
+
 func (s timedStore) FindConnection(ctx context.Context, provider, id string) (Connection, bool, error) {
 	return timed2(ctx, s.t, "FindConnection", func() (Connection, bool, error) { return s.s.FindConnection(ctx, provider, id) })
 }

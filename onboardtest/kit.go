@@ -198,6 +198,14 @@ func (s *FaultyStore) SaveConnection(ctx context.Context, c onboard.Connection) 
 	return s.Store.SaveConnection(ctx, c)
 }
 
+// SwapConnection fails or calls the Store.
+func (s *FaultyStore) SwapConnection(ctx context.Context, old, c onboard.Connection) (bool, error) {
+	if err := s.check(ctx, "SwapConnection"); err != nil {
+		return false, err
+	}
+	return s.Store.SwapConnection(ctx, old, c)
+}
+
 // FindConnection fails or calls the Store.
 func (s *FaultyStore) FindConnection(ctx context.Context, provider, id string) (onboard.Connection, bool, error) {
 	if err := s.check(ctx, "FindConnection"); err != nil {

@@ -432,6 +432,39 @@ func (s *Store) SaveConnection(ctx context.Context, c onboard.Connection) error 
 	return nil
 }
 
+// SwapConnection replaces old with c while the stored connection equals
+// old (inserts c while none is stored, for a zero old).
+func (s *Store) SwapConnection(ctx context.Context, old, c onboard.Connection) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if c.Provider == "" || c.ID == "" {
+		return false, fmt.Errorf("memstore: connection needs a provider and an id")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	stored, ok := s.conns[connKey{c.Provider, c.ID}]
+	switch {
+	case old == onboard.Connection{}:
+		if ok {
+			return false, nil
+		}
+	case !ok || old.Provider != c.Provider || old.ID != c.ID || !sameConnection(stored.c, old):
+		return false, nil
+	}
+	s.save(c, false)
+	return true, nil
+}
+
+// sameConnection reports whether a and b are equal in every field, times
+// compared with Equal.
+func sameConnection(a, b onboard.Connection) bool {
+	return a.Provider == b.Provider && a.ID == b.ID && a.Owner == b.Owner && a.Name == b.Name &&
+		a.Source == b.Source && a.State == b.State && a.Message == b.Message && a.FlowID == b.FlowID &&
+		a.CreatedAt.Equal(b.CreatedAt) && a.UpdatedAt.Equal(b.UpdatedAt) && a.EventAt.Equal(b.EventAt) &&
+		a.CheckedAt.Equal(b.CheckedAt)
+}
+
 // FindConnection returns the connection whatever its tenant.
 func (s *Store) FindConnection(ctx context.Context, provider, id string) (onboard.Connection, bool, error) {
 	if err := ctx.Err(); err != nil {

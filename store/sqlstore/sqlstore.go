@@ -321,6 +321,7 @@ type queries struct {
 	createFlow, selectFlow, flowState, completeFlow, setCleanup string
 	pruneFlows, pruneRecords                                    string
 	upsertConn, findConn, deleteConn                            string
+	swapConn, insertConn                                        string
 }
 
 func newQueries(d Dialect, p string) queries {
@@ -368,6 +369,14 @@ func newQueries(d Dialect, p string) queries {
 	q.upsertConn = q.rebind("INSERT INTO " + p + "connections (" + connCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" +
 		" ON CONFLICT (provider, id) DO UPDATE SET " + connUpdate + ", event_at = excluded.event_at")
 	q.findConn = q.rebind("SELECT " + connCols + " FROM " + p + "connections WHERE provider = ? AND id = ?")
+	// A swap is one statement, so it is atomic on both databases: it
+	// replaces the row only while every column still holds what was read.
+	q.swapConn = q.rebind("UPDATE " + p + "connections SET tenant = ?, user_id = ?, name = ?, source = ?, state = ?," +
+		" message = ?, flow_id = ?, updated_at = ?, event_at = ?, checked_at = ?" +
+		" WHERE provider = ? AND id = ? AND tenant = ? AND user_id = ? AND name = ? AND source = ? AND state = ?" +
+		" AND message = ? AND flow_id = ? AND created_at = ? AND updated_at = ? AND event_at = ? AND checked_at = ?")
+	q.insertConn = q.rebind("INSERT INTO " + p + "connections (" + connCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" +
+		" ON CONFLICT (provider, id) DO NOTHING")
 	q.deleteConn = q.rebind("DELETE FROM " + p + "connections WHERE provider = ? AND id = ?")
 	return q
 }
@@ -615,6 +624,36 @@ func (s *Store) SaveConnection(ctx context.Context, c onboard.Connection) error 
 		return fmt.Errorf("sqlstore: save connection: %w", err)
 	}
 	return nil
+}
+
+// SwapConnection replaces old with c while the stored row holds old
+// (inserts c while there is none, for a zero old), in one statement.
+func (s *Store) SwapConnection(ctx context.Context, old, c onboard.Connection) (bool, error) {
+	if c.Provider == "" || c.ID == "" {
+		return false, errors.New("sqlstore: connection needs a provider and an id")
+	}
+	var res sql.Result
+	var err error
+	if old == (onboard.Connection{}) {
+		res, err = s.db.ExecContext(ctx, s.q.insertConn, c.Provider, c.ID, c.Owner.Tenant, c.Owner.User, c.Name, c.Source,
+			string(c.State), c.Message, c.FlowID, micros(c.CreatedAt), micros(c.UpdatedAt), micros(c.EventAt), micros(c.CheckedAt))
+	} else {
+		if old.Provider != c.Provider || old.ID != c.ID {
+			return false, nil
+		}
+		res, err = s.db.ExecContext(ctx, s.q.swapConn, c.Owner.Tenant, c.Owner.User, c.Name, c.Source, string(c.State),
+			c.Message, c.FlowID, micros(c.UpdatedAt), micros(c.EventAt), micros(c.CheckedAt),
+			old.Provider, old.ID, old.Owner.Tenant, old.Owner.User, old.Name, old.Source, string(old.State),
+			old.Message, old.FlowID, micros(old.CreatedAt), micros(old.UpdatedAt), micros(old.EventAt), micros(old.CheckedAt))
+	}
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: swap connection: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: swap connection: %w", err)
+	}
+	return n == 1, nil
 }
 
 func scanConn(r scanner) (onboard.Connection, error) {

@@ -22,11 +22,13 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	gocmp "github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/onboardkit/onboard"
@@ -63,6 +65,8 @@ func Run(t *testing.T, newStore func(t *testing.T) onboard.Store) {
 		{"SetCleanup", testSetCleanup},
 		{"Prune", testPrune},
 		{"SaveConnectionUpserts", testSaveConnectionUpserts},
+		{"SwapConnection", testSwapConnection},
+		{"SwapConnectionConcurrently", testSwapConnectionConcurrently},
 		{"FindConnection", testFindConnection},
 		{"ConnectionsOfTenant", testConnectionsOfTenant},
 		{"ConnectionsCheckedBefore", testConnectionsCheckedBefore},
@@ -846,6 +850,110 @@ func testSaveConnectionUpserts(t *testing.T, s onboard.Store) {
 	now, err = s.Connections(ctx, onboard.ConnectionQuery{Tenant: o.Tenant})
 	require.NoError(t, err)
 	same(t, []onboard.Connection{moved}, now, "attached again")
+}
+
+// SwapConnection saves c only while the stored connection is still the
+// one read: never over a change made since, never back after a deletion,
+// never over a connection inserted since.
+func testSwapConnection(t *testing.T, s onboard.Store) {
+	ctx := context.Background()
+	o := newOwner()
+	c := newConn(o, "test", past)
+	ok, err := s.SwapConnection(ctx, onboard.Connection{}, c)
+	require.NoError(t, err)
+	require.True(t, ok, "inserted: none was stored")
+	ok, err = s.SwapConnection(ctx, onboard.Connection{}, c)
+	require.NoError(t, err)
+	require.False(t, ok, "one is stored now")
+	read, _ := find(t, s, c.Provider, c.ID)
+	same(t, c, read, "the inserted connection")
+
+	checked := read
+	checked.CheckedAt = future
+	ok, err = s.SwapConnection(ctx, read, checked)
+	require.NoError(t, err)
+	require.True(t, ok, "nothing changed since it was read")
+	got, _ := find(t, s, c.Provider, c.ID)
+	same(t, checked, got, "swapped")
+
+	// A change since the read: the stale copy is not written back.
+	stale := checked
+	changed := checked
+	changed.State, changed.Message, changed.UpdatedAt = onboard.Revoked, "quarantined", future.Add(time.Minute)
+	require.NoError(t, s.SaveConnection(ctx, changed))
+	for _, field := range []func(*onboard.Connection){
+		func(c *onboard.Connection) {},
+		func(c *onboard.Connection) { c.State = onboard.Revoked },
+		func(c *onboard.Connection) { c.State, c.Message = onboard.Revoked, "quarantined" },
+	} {
+		old := stale
+		field(&old)
+		next := old
+		next.CheckedAt = future.Add(time.Hour)
+		ok, err = s.SwapConnection(ctx, old, next)
+		require.NoError(t, err)
+		require.False(t, ok, "the stored connection is not %+v", old)
+	}
+	got, _ = find(t, s, c.Provider, c.ID)
+	same(t, changed, got, "the change stays")
+
+	// Gone since the read: not written back.
+	_, err = s.DeleteConnection(ctx, c.Provider, c.ID)
+	require.NoError(t, err)
+	next := got
+	next.CheckedAt = future.Add(time.Hour)
+	ok, err = s.SwapConnection(ctx, got, next)
+	require.NoError(t, err)
+	require.False(t, ok)
+	_, found, err := s.FindConnection(ctx, c.Provider, c.ID)
+	require.NoError(t, err)
+	require.False(t, found, "a deleted connection stays deleted")
+
+	// old and c of different connections: nothing.
+	a := newConn(o, "test", past)
+	require.NoError(t, s.SaveConnection(ctx, a))
+	a, _ = find(t, s, a.Provider, a.ID)
+	b := newConn(o, "test", past)
+	ok, err = s.SwapConnection(ctx, a, b)
+	require.NoError(t, err)
+	require.False(t, ok)
+	_, found, err = s.FindConnection(ctx, b.Provider, b.ID)
+	require.NoError(t, err)
+	require.False(t, found)
+}
+
+// Concurrent read-and-swap loops of one connection lose no update: each
+// of them adds one to the message's count.
+func testSwapConnectionConcurrently(t *testing.T, s onboard.Store) {
+	ctx := context.Background()
+	c := newConn(newOwner(), "test", past)
+	c.Message = "0"
+	require.NoError(t, s.SaveConnection(ctx, c))
+	const n = 20
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for {
+				read, found, err := s.FindConnection(ctx, c.Provider, c.ID)
+				if !assert.NoError(t, err) || !assert.True(t, found) {
+					return
+				}
+				v, err := strconv.Atoi(read.Message)
+				if !assert.NoError(t, err) {
+					return
+				}
+				next := read
+				next.Message = strconv.Itoa(v + 1)
+				ok, err := s.SwapConnection(ctx, read, next)
+				if !assert.NoError(t, err) || ok {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got, _ := find(t, s, c.Provider, c.ID)
+	require.Equal(t, strconv.Itoa(n), got.Message)
 }
 
 // FindConnection finds a connection by provider and id, whatever its
