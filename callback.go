@@ -318,7 +318,7 @@ func resultToken(f Flow) string {
 // key is key. ok is false when it seals none for that browser; malformed
 // is true when token is not a result token at all.
 func openResult(token, key string) (id string, ok, malformed bool) {
-	raw, err := base64.RawURLEncoding.DecodeString(token)
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
 	aead := resultAEAD(browserDigest(key))
 	if err != nil || aead == nil || len(raw) != aead.NonceSize()+flowIDLen+aead.Overhead() {
 		return "", false, true
