@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -11,6 +12,9 @@ import (
 
 	"github.com/onboardkit/onboard"
 	"github.com/onboardkit/onboard/internal/testutil"
+	"github.com/onboardkit/onboard/onboardtest"
+	"github.com/onboardkit/onboard/providers/fake"
+	"github.com/onboardkit/onboard/store/memstore"
 )
 
 // pending counts the store's pending flows of an owner.
@@ -130,4 +134,36 @@ func TestFailedBeginLeavesNothing(t *testing.T) {
 	require.NotContains(t, res.Body, "eload")
 	require.Zero(t, e.pending(onboard.Owner{Tenant: "acme", User: "alice"}))
 	require.Equal(t, 1, e.fake.Calls().Cancel)
+}
+
+// TestOneUserCannotFillTheStore: a user who starts again and again, each
+// start settling his oldest pending flow (whose cleanup waits for its
+// expiry), fills only his tenant's share of memstore: other tenants still
+// start, and a completed flow of theirs, within its lifetime, still shows
+// its result and is still quarantined when it comes back elsewhere.
+func TestOneUserCannotFillTheStore(t *testing.T) {
+	p := fake.New("fake")
+	p.URL = onboardtest.Serve(t, p)
+	app := onboardtest.New(t, onboardtest.Options{Providers: []onboard.Provider{p},
+		Store:  memstore.New(memstore.Options{MaxFlows: 60, MaxFlowsPerTenant: 20}),
+		Config: func(c *onboard.Config) { c.MaxFlowsPerOwner, c.MaxFlowsPerTenant = 5, 20 }})
+	alice := app.Browser("alice", "acme")
+	hosted := alice.Start(app, "fake", "source=Salesforce")
+	u, err := url.Parse(hosted)
+	require.NoError(t, err)
+	back, err := p.Finish(u.Query().Get("flow"), onboard.Connected)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSeeOther, alice.Get(back).Code)
+
+	mallory := app.Browser("mallory", "evil")
+	refused := 0
+	for range 80 {
+		if mallory.Get(app.URL()+"/connect/fake/start?source=x").Code == http.StatusTooManyRequests {
+			refused++
+		}
+	}
+	require.Equal(t, 80-20, refused, "his tenant's share of the store")
+	bob := app.Browser("bob", "globex")
+	require.Equal(t, http.StatusFound, bob.Get(app.URL()+"/connect/fake/start?source=x").Code)
+	require.Equal(t, http.StatusSeeOther, alice.Get(back).Code, "her result is still there")
 }

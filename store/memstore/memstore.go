@@ -24,12 +24,17 @@
 // core does not make, reads every dirty flow; Prune's pass over detached
 // connection records reads every such record.
 //
-// The memory of flows is bounded: admission caps each owner's and each
-// tenant's pending flows (onboard.Limits), so one tenant's flood cannot
-// push out another's flows, and Options.MaxFlows bounds the flows held in
-// total, done flows giving way first. A pending flow past its expiry
-// counts toward MaxFlows until the runner settles it, and no longer toward
-// the caps. Connections are not bounded here: each is kept until it is
+// The memory of flows is bounded per tenant and in total: admission caps
+// each owner's and each tenant's pending flows (onboard.Limits),
+// Options.MaxFlowsPerTenant bounds the flows a tenant holds of every
+// state (a user who starts again and again settles his oldest flow each
+// time, and an abandoned flow is kept, with its cleanup, until it
+// expires), so one tenant's flood cannot crowd out the others, and
+// Options.MaxFlows bounds the flows held in total, done flows that have
+// expired giving way first. A done flow within its lifetime is never
+// dropped: its reload shows its result, and a return of it in another
+// browser is quarantined. A pending flow past its expiry counts toward
+// the bounds until the runner settles it, and no longer toward the caps. Connections are not bounded here: each is kept until it is
 // deleted, as in any store, and Prune deletes the records of provider
 // events that no flow has attached. A pending flow holds about 630 bytes
 // of heap with fields of typical size (ids, a short source, name and
@@ -70,16 +75,21 @@ const DefaultMaxFlows = 100_000
 // Options tune a Store. The zero value takes the defaults.
 type Options struct {
 	// MaxFlows bounds the flows held, of every state. A start that would
-	// pass it first drops a done flow (the earliest to expire, never one
-	// whose Cleanup is set); when only pending flows and flows to clean up
-	// are left it is refused with onboard.ErrTooManyFlows. Default
-	// 100,000.
+	// pass it first drops a done flow that has expired (the earliest,
+	// never one whose Cleanup is set); when there is none it is refused
+	// with onboard.ErrTooManyFlows. Default 100,000.
 	MaxFlows int
+	// MaxFlowsPerTenant bounds the flows one tenant holds, of every state:
+	// a start of a tenant that holds that many is refused with
+	// onboard.ErrTooManyFlows until Prune deletes some of its done flows,
+	// and the other tenants' starts go on. Default a tenth of MaxFlows;
+	// at most MaxFlows.
+	MaxFlowsPerTenant int
 }
 
 // Store is an in-memory onboard.Store. Build it with [New].
 type Store struct {
-	maxFlows int
+	maxFlows, maxPerTenant int
 
 	mu    sync.RWMutex
 	flows map[string]*record
@@ -92,6 +102,8 @@ type Store struct {
 	// once a lifetime was too long for a Duration (ExpiresAt.Sub
 	// saturates), when it bounds nothing. It never shrinks.
 	maxTTL time.Duration
+	// held counts the flows each tenant holds, of every state.
+	held map[string]int
 	// byOwner and byTenant hold the pending flows of each owner and
 	// tenant, for admission.
 	byOwner  posLists[onboard.Owner, record]
@@ -116,18 +128,23 @@ func New(opt Options) *Store {
 	if opt.MaxFlows <= 0 {
 		opt.MaxFlows = DefaultMaxFlows
 	}
+	if opt.MaxFlowsPerTenant <= 0 {
+		opt.MaxFlowsPerTenant = max(1, opt.MaxFlows/10)
+	}
 	return &Store{
-		maxFlows:    opt.MaxFlows,
-		flows:       make(map[string]*record),
-		pending:     newFlowHeap(),
-		dirty:       newFlowHeap(),
-		done:        newFlowHeap(),
-		byOwner:     newPosLists[onboard.Owner](func(r *record) *int { return &r.listed[0] }),
-		byTenant:    newPosLists[string](func(r *record) *int { return &r.listed[1] }),
-		conns:       make(map[connKey]*connRecord),
-		checks:      make(map[string]*posHeap[connRecord]),
-		tenantConns: newPosLists[string](func(r *connRecord) *int { return &r.listed }),
-		detached:    make(map[connKey]struct{}),
+		maxFlows:     opt.MaxFlows,
+		maxPerTenant: min(opt.MaxFlowsPerTenant, opt.MaxFlows),
+		held:         make(map[string]int),
+		flows:        make(map[string]*record),
+		pending:      newFlowHeap(),
+		dirty:        newFlowHeap(),
+		done:         newFlowHeap(),
+		byOwner:      newPosLists[onboard.Owner](func(r *record) *int { return &r.listed[0] }),
+		byTenant:     newPosLists[string](func(r *record) *int { return &r.listed[1] }),
+		conns:        make(map[connKey]*connRecord),
+		checks:       make(map[string]*posHeap[connRecord]),
+		tenantConns:  newPosLists[string](func(r *connRecord) *int { return &r.listed }),
+		detached:     make(map[connKey]struct{}),
 	}
 }
 
@@ -157,10 +174,13 @@ func (s *Store) CreateFlow(ctx context.Context, f onboard.Flow, lim onboard.Limi
 	if atCap(s.byTenant.lists[f.Owner.Tenant], f.CreatedAt, lim.PerTenant) {
 		return fmt.Errorf("%w: the tenant has %d pending flows", onboard.ErrTooManyFlows, lim.PerTenant)
 	}
-	if len(s.flows) >= s.maxFlows && s.done.Len() > 0 {
-		// Make room: drop the done flow that expires first (never one
+	if n := s.held[f.Owner.Tenant]; n >= s.maxPerTenant {
+		return fmt.Errorf("%w: the tenant holds %d flows, the store's maximum for one tenant", onboard.ErrTooManyFlows, n)
+	}
+	if len(s.flows) >= s.maxFlows && s.done.Len() > 0 && s.done.items[0].flow.ExpiresAt.Before(f.CreatedAt) {
+		// Make room: drop the done flow that expired first (never one
 		// whose cleanup is left: those are not in s.done).
-		delete(s.flows, s.done.pop().flow.ID)
+		s.drop(s.done.pop())
 	}
 	if len(s.flows) >= s.maxFlows {
 		return fmt.Errorf("%w: the store holds %d flows, its maximum", onboard.ErrTooManyFlows, len(s.flows))
@@ -179,7 +199,18 @@ func (s *Store) CreateFlow(ctx context.Context, f onboard.Flow, lim onboard.Limi
 	}
 	s.byOwner.add(f.Owner, r)
 	s.byTenant.add(f.Owner.Tenant, r)
+	s.held[f.Owner.Tenant]++
 	return nil
+}
+
+// drop deletes done flow r, out of its heap already. Called with s.mu
+// held.
+func (s *Store) drop(r *record) {
+	delete(s.flows, r.flow.ID)
+	t := r.flow.Owner.Tenant
+	if s.held[t]--; s.held[t] <= 0 {
+		delete(s.held, t)
+	}
 }
 
 // Flow returns the flow with this id.
@@ -332,7 +363,7 @@ func (s *Store) pruneFlows(t time.Time) (n int, more bool) {
 		if n == pruneBatch {
 			return n, true
 		}
-		delete(s.flows, s.done.pop().flow.ID)
+		s.drop(s.done.pop())
 		n++
 	}
 	return n, false

@@ -86,13 +86,14 @@ func TestBytesPerFlow(t *testing.T) {
 	}
 }
 
-// TestMaxFlows fills the store to MaxFlows: done flows give way to new
-// ones, the earliest to expire first and never one with cleanup left;
-// with only pending flows and flows to clean up left, starts are refused.
+// TestMaxFlows fills the store to MaxFlows: done flows that have expired
+// give way to new ones, the earliest first and never one with cleanup
+// left; a done flow within its lifetime never does; with no expired done
+// flow to drop, starts are refused.
 func TestMaxFlows(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
-	s := memstore.New(memstore.Options{MaxFlows: 10})
+	s := memstore.New(memstore.Options{MaxFlows: 10, MaxFlowsPerTenant: 10})
 	var done []onboard.Flow
 	for i := range 6 {
 		f := flow(owner(i), now.Add(time.Duration(i)*time.Minute))
@@ -104,16 +105,20 @@ func TestMaxFlows(t *testing.T) {
 		require.NoError(t, s.CreateFlow(ctx, flow(owner(i), now), lim))
 	}
 	require.Equal(t, 10, s.Len())
-	// Four done flows without cleanup (1, 2, 4, 5) give way, in expiry
-	// order.
+	// Within the done flows' lifetime, none gives way.
+	err := s.CreateFlow(ctx, flow(owner(99), now.Add(time.Minute)), lim)
+	require.ErrorIs(t, err, onboard.ErrTooManyFlows, "no done flow has expired")
+	// Once they have expired, the four without cleanup (1, 2, 4, 5) give
+	// way, in expiry order.
+	later := now.Add(onboard.DefaultFlowTTL + time.Hour)
 	for k, gone := range []int{1, 2, 4, 5} {
-		require.NoError(t, s.CreateFlow(ctx, flow(owner(100+k), now), lim))
+		require.NoError(t, s.CreateFlow(ctx, flow(owner(100+k), later), lim))
 		require.Equal(t, 10, s.Len())
 		_, found, err := s.Flow(ctx, done[gone].ID)
 		require.NoError(t, err)
 		require.False(t, found, "done flow %d dropped", gone)
 	}
-	err := s.CreateFlow(ctx, flow(owner(200), now), lim)
+	err = s.CreateFlow(ctx, flow(owner(200), later), lim)
 	require.ErrorIs(t, err, onboard.ErrTooManyFlows, "only pending flows and flows to clean up are left")
 	for _, kept := range []int{0, 3} {
 		f, found, err := s.Flow(ctx, done[kept].ID)
@@ -122,10 +127,33 @@ func TestMaxFlows(t *testing.T) {
 	}
 	// Once its cleanup is done, a flow can give way too.
 	require.NoError(t, s.SetCleanup(ctx, done[3].ID, false))
-	require.NoError(t, s.CreateFlow(ctx, flow(owner(201), now), lim))
+	require.NoError(t, s.CreateFlow(ctx, flow(owner(201), later), lim))
 	_, found, err := s.Flow(ctx, done[3].ID)
 	require.NoError(t, err)
 	require.False(t, found)
+}
+
+// TestMaxFlowsPerTenant: a tenant whose flows (of every state: a user who
+// starts again and again leaves abandoned flows awaiting their cleanup)
+// reach MaxFlowsPerTenant is refused, and the other tenants' starts go on;
+// once Prune deletes its done flows, it can start again.
+func TestMaxFlowsPerTenant(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	s := memstore.New(memstore.Options{MaxFlows: 100, MaxFlowsPerTenant: 20})
+	mallory := onboard.Owner{Tenant: "evil", User: "mallory"}
+	for i := range 20 {
+		f := flow(mallory, now)
+		require.NoError(t, s.CreateFlow(ctx, f, lim), "start %d", i)
+		require.NoError(t, s.CompleteFlow(ctx, f.ID, onboard.Connection{State: onboard.Abandoned}, i%2 == 0))
+	}
+	require.ErrorIs(t, s.CreateFlow(ctx, flow(mallory, now), lim), onboard.ErrTooManyFlows)
+	require.NoError(t, s.CreateFlow(ctx, flow(onboard.Owner{Tenant: "acme", User: "alice"}, now), lim),
+		"another tenant is not crowded out")
+	n, err := s.Prune(ctx, now.Add(onboard.DefaultFlowTTL+time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, 10, n, "the done flows without cleanup left")
+	require.NoError(t, s.CreateFlow(ctx, flow(mallory, now), lim))
 }
 
 // TestFloodCannotCrowdOut floods the store with starts, first of one
