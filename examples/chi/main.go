@@ -194,7 +194,9 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer, ready f
 	// protection, and the session middleware, whose failures render the
 	// same error page as onboard's.
 	router := chi.NewRouter()
-	router.Use(chimw.Recoverer, deadline(env.Timeout), http.NewCrossOriginProtection().Handler,
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(pages.CrossOrigin))
+	router.Use(chimw.Recoverer, deadline(env.Timeout), cop.Handler,
 		middleware.LoadAndSave(sessionManager, ob.SessionError))
 	router.Mount("/connect", ob.Handler()) // start, return, popup, status, webhook
 	router.Get("/", pages.Home)

@@ -204,8 +204,10 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer, ready f
 	mux.HandleFunc("POST /login", pages.Login)
 	mux.HandleFunc("POST /logout", pages.Logout)
 	mux.Handle("POST /connections/delete", pages.RequireOwner(http.HandlerFunc(pages.Delete)))
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(pages.CrossOrigin))
 	var handler http.Handler = withDeadline(env.Timeout,
-		http.NewCrossOriginProtection().Handler(middleware.LoadAndSave(sessionManager, ob.SessionError)(mux)))
+		cop.Handler(middleware.LoadAndSave(sessionManager, ob.SessionError)(mux)))
 	if !env.PublicURLSet {
 		// Browsers that open 127.0.0.1 are sent to localhost, the host
 		// whose session cookie the providers' returns carry.

@@ -1,13 +1,20 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/onboardkit/onboard/examples/internal/demo"
 	"github.com/onboardkit/onboard/examples/internal/demotest"
 	"github.com/onboardkit/onboard/onboardtest"
 )
@@ -71,4 +78,61 @@ func TestDemoUsers(t *testing.T) {
 	res = b.PostForm(a.URL+"/login", url.Values{"user": {"yan"}})
 	require.Equal(t, http.StatusSeeOther, res.Code)
 	require.Contains(t, b.Get(a.URL+"/").Body, "Connections of zeta")
+}
+
+// TestCrossOriginPostGetsTheAppsPage: a state-changing request from
+// another site, refused by the standard library's cross-origin
+// protection, gets the app's page, not a line of plain text.
+func TestCrossOriginPostGetsTheAppsPage(t *testing.T) {
+	a := start(t, nil)
+	req, err := http.NewRequest(http.MethodPost, a.URL+"/connect/cdata/start", strings.NewReader("source=Salesforce"))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusForbidden, res.StatusCode)
+	require.Contains(t, res.Header.Get("Content-Type"), "text/html")
+	require.Contains(t, string(body), "came from another site")
+}
+
+// TestSessionsTableOnAFreshDatabase: instances that start at once on a
+// fresh database all create (or find) the sessions table.
+func TestSessionsTableOnAFreshDatabase(t *testing.T) {
+	raw := os.Getenv("ONBOARD_TEST_POSTGRES_URL")
+	if raw == "" {
+		t.Skip("ONBOARD_TEST_POSTGRES_URL is not set")
+	}
+	ctx := t.Context()
+	admin, err := pgxpool.New(ctx, raw)
+	require.NoError(t, err)
+	t.Cleanup(admin.Close) // after the schemas are dropped: cleanups run last first
+	for round := range 5 {
+		schema := fmt.Sprintf("zz_sessions_%d_%d", os.Getpid(), round)
+		_, err := admin.Exec(ctx, "CREATE SCHEMA "+schema)
+		require.NoError(t, err)
+		t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+		cfg, err := pgxpool.ParseConfig(raw)
+		require.NoError(t, err)
+		cfg.ConnConfig.RuntimeParams["search_path"] = schema
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		require.NoError(t, err)
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for range 4 {
+			wg.Go(func() {
+				_, err := pool.Exec(ctx, demo.SessionsTable)
+				errs <- err
+			})
+		}
+		wg.Wait()
+		pool.Close()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err, "round %d", round)
+		}
+	}
 }

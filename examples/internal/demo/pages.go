@@ -131,6 +131,13 @@ func (p *Pages) Home(w http.ResponseWriter, r *http.Request) {
 
 // problem answers with the demo's page saying what went wrong and what to
 // do, with status.
+// CrossOrigin answers a state-changing request from another site, which
+// the standard library's cross-origin protection refused, with the app's
+// page.
+func (p *Pages) CrossOrigin(w http.ResponseWriter, r *http.Request) {
+	p.problem(w, r, http.StatusForbidden, "This request came from another site, so it was not carried out. Start again from this site.")
+}
+
 func (p *Pages) problem(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	p.render(w, r, status, map[string]any{"Owner": onboard.Owner{}, "Problem": msg})
 }

@@ -11,8 +11,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// SessionsTable creates the table scs's pgxstore keeps sessions in.
-const SessionsTable = `CREATE TABLE IF NOT EXISTS sessions (token TEXT PRIMARY KEY, data BYTEA NOT NULL, expiry TIMESTAMPTZ NOT NULL);
+// SessionsTable creates the table scs's pgxstore keeps sessions in. Its
+// statements run in one implicit transaction (pgx sends a statement
+// without arguments as a simple query), which first takes an advisory
+// lock: instances starting at once on a fresh database take turns, where
+// two CREATE TABLE IF NOT EXISTS at once would fail one of them.
+const SessionsTable = `SELECT pg_advisory_xact_lock(hashtext('onboard example: sessions table'));
+CREATE TABLE IF NOT EXISTS sessions (token TEXT PRIMARY KEY, data BYTEA NOT NULL, expiry TIMESTAMPTZ NOT NULL);
 CREATE INDEX IF NOT EXISTS sessions_expiry_idx ON sessions (expiry)`
 
 // PGSessions is scs's pgxstore with the context-taking methods scs uses
