@@ -123,6 +123,9 @@ var (
 		"This request came from another site and was refused. Please start again from this site.")
 	// ErrWebhook is a webhook delivery with a missing or wrong signature.
 	ErrWebhook = newKind(http.StatusUnauthorized, "webhook refused", "Webhook refused.")
+	// ErrNoRoute is a request that reached the handler but matches none
+	// of its routes (or not with its method).
+	ErrNoRoute = newKind(http.StatusNotFound, "no such route", "This page does not exist.")
 )
 
 // StatusCode returns the HTTP status of err's kind: 4xx for refusals, 5xx

@@ -53,7 +53,22 @@ func (o *Onboarder) Handler() http.Handler {
 	mux.Handle("GET "+p+"/{provider}/popup/{flow}", http.HandlerFunc(o.callback))
 	mux.Handle("GET "+p+"/{provider}/status/{flow}", http.HandlerFunc(o.status))
 	mux.Handle("POST "+p+"/{provider}/webhook", http.HandlerFunc(o.webhook))
+	// The least specific pattern: whatever matches no route above, by
+	// path or by method.
+	mux.Handle("/", http.HandlerFunc(o.noRoute))
 	return mux
+}
+
+// noRoute answers a request that matches none of the handler's routes
+// through Config.Error (ErrNoRoute), and logs a warning when its path is
+// not under Config.URL's: the handler was mounted elsewhere, or behind
+// http.StripPrefix.
+func (o *Onboarder) noRoute(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.URL.Path, o.basePath+"/") {
+		o.cfg.Logger.WarnContext(r.Context(), "onboard: a request outside Config.URL's path reached the handler: mount it at that path, without stripping the prefix",
+			"path", r.URL.Path, "want_prefix", o.basePath+"/")
+	}
+	o.fail(w, r, nil, ErrNoRoute)
 }
 
 // newFlowID returns 32 bytes from crypto/rand in base64url without

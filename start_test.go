@@ -311,3 +311,35 @@ func TestResultPageURLIsNoKey(t *testing.T) {
 		require.Equal(t, cs[0].ID, c.ID)
 	}
 }
+
+// TestNoRoute: a request that matches none of the handler's routes gets
+// the app's error page (404, ErrNoRoute), never the standard library's
+// line of text; one outside Config.URL's path (the handler mounted behind
+// http.StripPrefix, say) also logs a warning that says how to mount it.
+func TestNoRoute(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	for _, tt := range []struct{ method, path string }{
+		{http.MethodGet, "/connect/"},
+		{http.MethodGet, "/connect/fake/"},
+		{http.MethodGet, "/connect/fake/nothing"},
+		{http.MethodDelete, "/connect/fake/start"},
+		{http.MethodGet, "/connect/fake/webhook"},
+	} {
+		res, body := b.do(tt.method, e.URL()+tt.path, "", nil)
+		require.Equal(t, http.StatusNotFound, res.StatusCode, "%s %s", tt.method, tt.path)
+		require.Contains(t, res.Header.Get("Content-Type"), "text/html")
+		require.Contains(t, body, "This page does not exist.")
+	}
+	require.NotContains(t, e.log.String(), "outside Config.URL's path")
+
+	// Mounted behind http.StripPrefix: the start arrives without the
+	// prefix.
+	stripped := http.StripPrefix("/connect", e.Onboarder.Handler())
+	rec := httptest.NewRecorder()
+	stripped.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/connect/fake/start?source=x", nil))
+	require.Equal(t, http.StatusNotFound, rec.Code)
+	require.Contains(t, rec.Body.String(), "This page does not exist.")
+	require.Contains(t, e.log.String(), "outside Config.URL's path")
+	require.Contains(t, e.log.String(), "want_prefix=/connect/")
+}
