@@ -21,6 +21,16 @@ func (e *env) victimFills(flowID string) string {
 	return back
 }
 
+// fixation plays the attack: mallory starts a flow with query, and the
+// victim fills its hosted page. It returns mallory's browser, the flow id
+// and where the provider sends the victim's browser back.
+func (e *env) fixation(query string) (mallory *browser, id, back string) {
+	e.t.Helper()
+	mallory = e.browser("mallory", "evil")
+	id = mallory.start(query)
+	return mallory, id, e.victimFills(id)
+}
+
 func connOf(t *testing.T, back string) string {
 	u, err := url.Parse(back)
 	require.NoError(t, err)
@@ -33,9 +43,7 @@ func connOf(t *testing.T, back string) string {
 // is logged. The attacker's own return then attaches nothing.
 func TestFixationVictimReturnQuarantines(t *testing.T) {
 	e := newEnv(t)
-	mallory := e.browser("mallory", "evil")
-	id := mallory.start("source=Salesforce")
-	back := e.victimFills(id)
+	mallory, id, back := e.fixation("source=Salesforce")
 	require.Len(t, e.fake.Connections(), 1)
 
 	victim := e.browser("alice", "acme")
@@ -65,9 +73,7 @@ func TestFixationVictimReturnQuarantines(t *testing.T) {
 // what the flow made is removed.
 func TestFixationAttackerReturnWithoutTheSecret(t *testing.T) {
 	e := newEnv(t)
-	mallory := e.browser("mallory", "evil")
-	id := mallory.start("source=Salesforce")
-	back := e.victimFills(id)
+	mallory, _, back := e.fixation("source=Salesforce")
 	u, _ := url.Parse(back)
 	res := mallory.get(u.Scheme + "://" + u.Host + u.Path + "?status=connected")
 	require.Equal(t, http.StatusSeeOther, res.Code)
@@ -99,9 +105,7 @@ func TestFixationReconcilerNeverAttaches(t *testing.T) {
 // lifetime: the stored connection is revoked and deleted at the provider.
 func TestFixationAfterTheAttackerWon(t *testing.T) {
 	e := newEnv(t)
-	mallory := e.browser("mallory", "evil")
-	id := mallory.start("source=Salesforce")
-	back := e.victimFills(id)
+	mallory, _, back := e.fixation("source=Salesforce")
 	require.Equal(t, http.StatusSeeOther, mallory.get(back).Code) // the attacker, first
 	require.Equal(t, onboard.Connected, e.Connections("evil")[0].State)
 
@@ -152,9 +156,7 @@ func TestFixationThroughAReconnect(t *testing.T) {
 // runner removes what it made later.
 func TestQuarantineCleanupRetriedByTheRunner(t *testing.T) {
 	e := newEnv(t)
-	mallory := e.browser("mallory", "evil")
-	id := mallory.start("")
-	back := e.victimFills(id)
+	mallory, id, back := e.fixation("")
 	e.fake.FailCancel(onboard.ErrProvider, onboard.ErrProvider) // the quarantine's, and the reload's below
 	require.Equal(t, http.StatusForbidden, e.browser("alice", "acme").get(back).Code)
 	require.True(t, e.flow(id).Cleanup)
@@ -178,9 +180,7 @@ func TestQuarantineCleanupRetriedByTheRunner(t *testing.T) {
 // attaches nothing.
 func TestFixationQuarantineFailsClosed(t *testing.T) {
 	e := newEnv(t)
-	mallory := e.browser("mallory", "evil")
-	id := mallory.start("source=Salesforce")
-	back := e.victimFills(id)
+	mallory, id, back := e.fixation("source=Salesforce")
 	require.Len(t, e.fake.Connections(), 1)
 
 	e.store.Fail("CompleteFlow", 1)
