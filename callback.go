@@ -66,6 +66,22 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 		o.fail(w, r, f, err, "flow", id)
 		return
 	}
+	if f.Reconnect {
+		// Quarantined since this flow started (another flow of it came
+		// back elsewhere): it is never connected again.
+		stored, found, err := o.cfg.Store.FindConnection(ctx, f.Provider, f.ConnectionID)
+		if err == nil && found && stored.State == Revoked {
+			if _, err = o.settle(ctx, *f, Revoked, "its connection was revoked meanwhile"); errors.Is(err, ErrFlowUsed) {
+				o.showDone(ctx, w, r, f.ID)
+				return
+			}
+			err = ErrRevoked
+		}
+		if err != nil {
+			o.fail(w, r, f, classify(err, ErrStore), "flow", id)
+			return
+		}
+	}
 	c = o.fill(c, *f)
 	cleanup := c.ID == "" && !f.Reconnect // nothing attached: remove what the flow made
 	if err := o.cfg.Store.CompleteFlow(ctx, f.ID, c, cleanup); err != nil {

@@ -123,6 +123,11 @@ var (
 		"This request came from another site and was refused. Please start again from this site.")
 	// ErrWebhook is a webhook delivery with a missing or wrong signature.
 	ErrWebhook = newKind(http.StatusUnauthorized, "webhook refused", "Webhook refused.")
+	// ErrRevoked is a reconnect of a connection that was quarantined
+	// (Revoked): it may hold what someone else entered, so it is never
+	// used again; the user deletes it and connects again.
+	ErrRevoked = newKind(http.StatusConflict, "connection revoked",
+		"This connection was stopped because a setup of it came back in a browser that did not start it. Delete it, and connect again from your own browser.")
 	// ErrNoRoute is a request that reached the handler but matches none
 	// of its routes (or not with its method).
 	ErrNoRoute = newKind(http.StatusNotFound, "no such route", "This page does not exist.")

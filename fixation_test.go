@@ -195,3 +195,31 @@ func TestFixationQuarantineFailsClosed(t *testing.T) {
 	require.Empty(t, e.Connections("evil"))
 	require.Empty(t, e.fake.Connections())
 }
+
+// TestRevokedConnectionIsNeverConnectedAgain: once a reconnect of a
+// connection came back in another browser, the connection may hold what
+// the victim entered: no reconnect of it starts, and one started before
+// the quarantine does not connect it when it returns.
+func TestRevokedConnectionIsNeverConnectedAgain(t *testing.T) {
+	e := newEnv(t)
+	mallory := e.browser("mallory", "evil")
+	x := mallory.get(mallory.finish(mallory.start("source=Salesforce"), onboard.Connected))
+	require.Equal(t, http.StatusSeeOther, x.Code)
+	conn := e.Connections("evil")[0].ID
+	reconnect := "connection=" + url.QueryEscape(conn)
+	early := mallory.start(reconnect) // kept for later
+	sent := mallory.start(reconnect)  // sent to the victim
+	require.Equal(t, http.StatusForbidden, e.browser("alice", "acme").get(e.victimFills(sent)).Code)
+	require.Equal(t, onboard.Revoked, e.Connections("evil")[0].State)
+	calls := e.fake.Calls().Begin
+
+	res := mallory.get(e.URL() + "/connect/fake/start?" + reconnect)
+	require.Equal(t, http.StatusConflict, res.Code, res.Body)
+	require.Contains(t, res.Body, "Delete it, and connect again")
+	require.Equal(t, calls, e.fake.Calls().Begin, "the provider is not asked")
+
+	res = mallory.get(mallory.finish(early, onboard.Connected))
+	require.Equal(t, http.StatusConflict, res.Code, res.Body)
+	require.Equal(t, onboard.Revoked, e.flow(early).Outcome)
+	require.Equal(t, onboard.Revoked, e.Connections("evil")[0].State, "still revoked")
+}

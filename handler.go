@@ -294,6 +294,9 @@ func (o *Onboarder) start(w http.ResponseWriter, r *http.Request) {
 	}
 	if opt.Connection != "" {
 		c, err := o.connection(ctx, owner.Tenant, f.Provider, opt.Connection)
+		if err == nil && c.State == Revoked {
+			err = fmt.Errorf("%w: %s %q", ErrRevoked, f.Provider, c.ID)
+		}
 		if err != nil {
 			o.fail(w, r, &f, err)
 			return
