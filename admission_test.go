@@ -167,3 +167,25 @@ func TestOneUserCannotFillTheStore(t *testing.T) {
 	require.Equal(t, http.StatusFound, bob.Get(app.URL()+"/connect/fake/start?source=x").Code)
 	require.Equal(t, http.StatusSeeOther, alice.Get(back).Code, "her result is still there")
 }
+
+// TestTenantBoundEndsWithTheFlowsLifetime: a tenant held back by
+// memstore's per-tenant bound (its flows settled as abandoned keep their
+// cleanup until they expire) starts again once the runner has settled
+// and cleaned them up, without waiting for them to be pruned.
+func TestTenantBoundEndsWithTheFlowsLifetime(t *testing.T) {
+	e := newEnv(t, func(c *onboard.Config) {
+		c.Store = memstore.New(memstore.Options{MaxFlows: 100, MaxFlowsPerTenant: 10})
+		c.MaxFlowsPerOwner, c.MaxFlowsPerTenant = 2, 4
+	})
+	mallory := e.browser("mallory", "acme")
+	for range 10 {
+		require.Equal(t, http.StatusFound, mallory.get(e.URL()+"/connect/fake/start?source=x").Code)
+	}
+	alice := e.browser("alice", "acme")
+	require.Equal(t, http.StatusTooManyRequests, alice.get(e.URL()+"/connect/fake/start?source=x").Code)
+
+	e.clock.Add(onboard.DefaultFlowTTL + time.Minute)
+	_, err := e.Onboarder.RunOnce(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, http.StatusFound, alice.get(e.URL()+"/connect/fake/start?source=x").Code)
+}

@@ -156,9 +156,9 @@ func (o *Onboarder) loadFlow(ctx context.Context, provider, id string) (*Flow, e
 // start again carries its source, name, return_to and connection).
 // With quarantine, a flow within its lifetime seen in another browser has
 // what it made quarantined, and so has a pending one seen in its own
-// browser signed in as another user (a shared computer): whoever entered
-// what it made was not its owner, and the owner's later return must not
-// attach it.
+// browser signed in as another owner (user or tenant), or signed out (a
+// shared computer): whoever entered what it made was not its owner, and
+// the owner's later return must not attach it.
 func (o *Onboarder) checkFlow(ctx context.Context, r *http.Request, f *Flow, quarantine bool) (bound bool, err error) {
 	now := o.cfg.Now()
 	if f.Browser == "" {
@@ -175,19 +175,22 @@ func (o *Onboarder) checkFlow(ctx context.Context, r *http.Request, f *Flow, qua
 			return false, ErrFlowExpired
 		}
 		if quarantine {
-			o.quarantine(ctx, *f, "another browser")
+			o.quarantine(ctx, *f, "another browser,")
 		}
 		return false, ErrOtherBrowser
 	}
 	owner, err := o.owner(r)
-	if err != nil {
-		return false, err
+	if err == nil && owner != f.Owner {
+		err = ErrOwnerMismatch
 	}
-	if owner != f.Owner {
-		if quarantine && f.State == FlowPending && !f.Expired(now) {
-			o.quarantine(ctx, *f, "another user")
+	if err != nil {
+		// Nobody, or another owner (user or tenant), signed in: whoever
+		// entered what a pending flow made was not its owner.
+		if quarantine && f.State == FlowPending && !f.Expired(now) &&
+			(errors.Is(err, ErrOwnerMismatch) || errors.Is(err, ErrNotSignedIn)) {
+			o.quarantine(ctx, *f, "its browser signed in as another owner, or signed out,")
 		}
-		return false, ErrOwnerMismatch
+		return false, err
 	}
 	if f.State != FlowDone && f.Expired(now) {
 		return true, ErrFlowExpired

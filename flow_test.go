@@ -201,6 +201,19 @@ func TestSharedComputer(t *testing.T) {
 	c, status := b.Outcome(e.App, res.Location)
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, onboard.Revoked, c.State)
+
+	// The same with nobody signed in when it comes back.
+	id = b.start("")
+	back = b.finish(id, onboard.Connected)
+	b.Login(e.App, "", "")
+	require.Equal(t, http.StatusUnauthorized, b.get(back).Code)
+	require.Equal(t, onboard.Revoked, e.flow(id).Outcome)
+	b.Login(e.App, "mallory", "evil")
+	res = b.get(back)
+	require.Equal(t, http.StatusSeeOther, res.Code, "the stored result again")
+	c, status = b.Outcome(e.App, res.Location)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, onboard.Revoked, c.State)
 	require.Empty(t, e.Connections("evil"))
 	require.Empty(t, e.Connections("acme"))
 

@@ -120,7 +120,7 @@ func (o *Onboarder) awaitsExpiry(f Flow) bool {
 
 // quarantine handles a flow that came back, within its lifetime, where
 // it must not: in a browser that did not start it, or (pending) in its own
-// browser signed in as another user (by names which). Whether the flow is
+// browser signed in as another owner or signed out (by says which). Whether the flow is
 // pending or done, what it made is deleted (or, for a reconnect, disabled
 // for good) at the provider, the stored connection is marked Revoked,
 // Hooks.Revoked fires and a security event is logged. A link to a hosted
@@ -130,11 +130,11 @@ func (o *Onboarder) awaitsExpiry(f Flow) bool {
 // still asked to remove what the flow made, so that the flow's next
 // return, which is then let through, finds nothing to attach.
 func (o *Onboarder) quarantine(ctx context.Context, f Flow, by string) {
-	o.cfg.Logger.WarnContext(ctx, "onboard: security: a flow came back to "+by+" than the one that started it; quarantining what it made",
+	o.cfg.Logger.WarnContext(ctx, "onboard: security: a flow came back to "+by+" not the one that started it; quarantining what it made",
 		"security", true, "flow", f.ID, "provider", f.Provider, "tenant", f.Owner.Tenant, "user", f.Owner.User,
 		"state", f.State, "connection", f.ConnectionID, "reconnect", f.Reconnect)
 	if err := o.revoke(ctx, f, by); err != nil {
-		o.cfg.Logger.ErrorContext(ctx, "onboard: security: quarantine incomplete; what the store did not record, the runner retries",
+		o.cfg.Logger.ErrorContext(ctx, "onboard: security: quarantine incomplete: the flow may stay pending, and the provider was asked to remove what it made",
 			"security", true, "flow", f.ID, "err", err)
 	}
 }

@@ -70,8 +70,9 @@ const (
 	// Abandoned: the setup was not finished; nothing was kept.
 	Abandoned State = "abandoned"
 	// Revoked: the flow came back in a browser that did not start it (or,
-	// pending, in its browser signed in as another user), so what it made
-	// was deleted or disabled at the provider and must not be used.
+	// pending, in its browser signed in as another owner or signed out),
+	// so what it made was deleted or disabled at the provider and must not
+	// be used.
 	Revoked State = "revoked"
 )
 
@@ -353,8 +354,9 @@ type Hooks struct {
 	// user left the provider's page, or never came back before the flow
 	// expired.
 	Abandoned func(ctx context.Context, c Connection)
-	// Revoked is called when a flow came back in another browser and what
-	// it made was quarantined: a security event.
+	// Revoked is called when a flow came back in another browser (or,
+	// pending, in its browser signed in as another owner or signed out)
+	// and what it made was quarantined: a security event.
 	Revoked func(ctx context.Context, c Connection)
 	// Deleted is called when a connection was deleted: by the app
 	// ([Onboarder.DeleteConnection]) or at the provider (a webhook or a

@@ -26,10 +26,10 @@
 //
 // The memory of flows is bounded per tenant and in total: admission caps
 // each owner's and each tenant's pending flows (onboard.Limits),
-// Options.MaxFlowsPerTenant bounds the flows a tenant holds of every
-// state (a user who starts again and again settles his oldest flow each
-// time, and an abandoned flow is kept, with its cleanup, until it
-// expires), so one tenant's flood cannot crowd out the others, and
+// Options.MaxFlowsPerTenant bounds a tenant's flows pending or with
+// cleanup left (a user who starts again and again settles his oldest flow
+// each time, and an abandoned flow keeps its cleanup until it expires),
+// so one tenant's flood cannot crowd out the others, and
 // Options.MaxFlows bounds the flows held in total, done flows that have
 // expired giving way first. A done flow within its lifetime is never
 // dropped: its reload shows its result, and a return of it in another
@@ -79,11 +79,17 @@ type Options struct {
 	// never one whose Cleanup is set); when there is none it is refused
 	// with onboard.ErrTooManyFlows. Default 100,000.
 	MaxFlows int
-	// MaxFlowsPerTenant bounds the flows one tenant holds, of every state:
-	// a start of a tenant that holds that many is refused with
-	// onboard.ErrTooManyFlows until Prune deletes some of its done flows,
-	// and the other tenants' starts go on. Default a tenth of MaxFlows;
-	// at most MaxFlows.
+	// MaxFlowsPerTenant bounds one tenant's flows that are pending or have
+	// cleanup left: a start of a tenant that holds that many is refused
+	// with onboard.ErrTooManyFlows until the runner settles or cleans up
+	// some (a flow settled as abandoned keeps its cleanup until it
+	// expires, so a user who starts again and again, each start settling
+	// his oldest flow, is held back within a flow's lifetime), and the
+	// other tenants' starts go on. Done flows without cleanup left do not
+	// count: once expired they give way to any start when the store is
+	// full. Default a tenth of MaxFlows; at most MaxFlows. As many tenants
+	// at their bound fill the store: size MaxFlows for the tenants that
+	// sign up.
 	MaxFlowsPerTenant int
 }
 
@@ -102,7 +108,8 @@ type Store struct {
 	// once a lifetime was too long for a Duration (ExpiresAt.Sub
 	// saturates), when it bounds nothing. It never shrinks.
 	maxTTL time.Duration
-	// held counts the flows each tenant holds, of every state.
+	// held counts each tenant's flows that are pending or have cleanup
+	// left (MaxFlowsPerTenant).
 	held map[string]int
 	// byOwner and byTenant hold the pending flows of each owner and
 	// tenant, for admission.
@@ -175,7 +182,7 @@ func (s *Store) CreateFlow(ctx context.Context, f onboard.Flow, lim onboard.Limi
 		return fmt.Errorf("%w: the tenant has %d pending flows", onboard.ErrTooManyFlows, lim.PerTenant)
 	}
 	if n := s.held[f.Owner.Tenant]; n >= s.maxPerTenant {
-		return fmt.Errorf("%w: the tenant holds %d flows, the store's maximum for one tenant", onboard.ErrTooManyFlows, n)
+		return fmt.Errorf("%w: the tenant has %d flows pending or to clean up, the store's maximum for one tenant", onboard.ErrTooManyFlows, n)
 	}
 	if len(s.flows) >= s.maxFlows && s.done.Len() > 0 && s.done.items[0].flow.ExpiresAt.Before(f.CreatedAt) {
 		// Make room: drop the done flow that expired first (never one
@@ -199,19 +206,22 @@ func (s *Store) CreateFlow(ctx context.Context, f onboard.Flow, lim onboard.Limi
 	}
 	s.byOwner.add(f.Owner, r)
 	s.byTenant.add(f.Owner.Tenant, r)
-	s.held[f.Owner.Tenant]++
+	s.hold(f.Owner.Tenant, 1)
 	return nil
 }
 
-// drop deletes done flow r, out of its heap already. Called with s.mu
-// held.
-func (s *Store) drop(r *record) {
-	delete(s.flows, r.flow.ID)
-	t := r.flow.Owner.Tenant
-	if s.held[t]--; s.held[t] <= 0 {
-		delete(s.held, t)
+// hold adds d to the count of tenant's flows that are pending or have
+// cleanup left. Called with s.mu held.
+func (s *Store) hold(tenant string, d int) {
+	if s.held[tenant] += d; s.held[tenant] <= 0 {
+		delete(s.held, tenant)
 	}
 }
+
+// drop deletes done flow r (without cleanup left: it does not count
+// toward its tenant's bound), out of its heap already. Called with s.mu
+// held.
+func (s *Store) drop(r *record) { delete(s.flows, r.flow.ID) }
 
 // Flow returns the flow with this id.
 func (s *Store) Flow(ctx context.Context, id string) (onboard.Flow, bool, error) {
@@ -284,6 +294,7 @@ func (s *Store) CompleteFlow(ctx context.Context, flowID string, c onboard.Conne
 		s.dirty.push(r)
 	} else {
 		s.done.push(r)
+		s.hold(f.Owner.Tenant, -1)
 	}
 	return nil
 }
@@ -309,9 +320,11 @@ func (s *Store) SetCleanup(ctx context.Context, flowID string, cleanup bool) err
 	if cleanup {
 		s.done.remove(r)
 		s.dirty.push(r)
+		s.hold(r.flow.Owner.Tenant, 1)
 	} else {
 		s.dirty.remove(r)
 		s.done.push(r)
+		s.hold(r.flow.Owner.Tenant, -1)
 	}
 	return nil
 }

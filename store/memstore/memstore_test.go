@@ -133,27 +133,41 @@ func TestMaxFlows(t *testing.T) {
 	require.False(t, found)
 }
 
-// TestMaxFlowsPerTenant: a tenant whose flows (of every state: a user who
-// starts again and again leaves abandoned flows awaiting their cleanup)
-// reach MaxFlowsPerTenant is refused, and the other tenants' starts go on;
-// once Prune deletes its done flows, it can start again.
+// TestMaxFlowsPerTenant: a tenant whose flows pending or with cleanup
+// left (a user who starts again and again leaves abandoned flows awaiting
+// their cleanup) reach MaxFlowsPerTenant is refused, and the other
+// tenants' starts go on; once the runner has cleaned up some, it can
+// start again, without waiting for Prune.
 func TestMaxFlowsPerTenant(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	s := memstore.New(memstore.Options{MaxFlows: 100, MaxFlowsPerTenant: 20})
 	mallory := onboard.Owner{Tenant: "evil", User: "mallory"}
+	var settled []onboard.Flow
 	for i := range 20 {
 		f := flow(mallory, now)
 		require.NoError(t, s.CreateFlow(ctx, f, lim), "start %d", i)
-		require.NoError(t, s.CompleteFlow(ctx, f.ID, onboard.Connection{State: onboard.Abandoned}, i%2 == 0))
+		require.NoError(t, s.CompleteFlow(ctx, f.ID, onboard.Connection{State: onboard.Abandoned}, true))
+		settled = append(settled, f)
 	}
 	require.ErrorIs(t, s.CreateFlow(ctx, flow(mallory, now), lim), onboard.ErrTooManyFlows)
 	require.NoError(t, s.CreateFlow(ctx, flow(onboard.Owner{Tenant: "acme", User: "alice"}, now), lim),
 		"another tenant is not crowded out")
-	n, err := s.Prune(ctx, now.Add(onboard.DefaultFlowTTL+time.Minute))
-	require.NoError(t, err)
-	require.Equal(t, 10, n, "the done flows without cleanup left")
+	require.NoError(t, s.SetCleanup(ctx, settled[0].ID, false)) // cleaned up
 	require.NoError(t, s.CreateFlow(ctx, flow(mallory, now), lim))
+	require.ErrorIs(t, s.CreateFlow(ctx, flow(mallory, now), lim), onboard.ErrTooManyFlows)
+	require.NoError(t, s.SetCleanup(ctx, settled[0].ID, true)) // cleanup left again: counts again
+	require.NoError(t, s.SetCleanup(ctx, settled[1].ID, false))
+	require.ErrorIs(t, s.CreateFlow(ctx, flow(mallory, now), lim), onboard.ErrTooManyFlows)
+
+	// Done flows without cleanup left do not count.
+	acme := onboard.Owner{Tenant: "acme", User: "bob"}
+	for i := range 30 {
+		f := flow(acme, now)
+		require.NoError(t, s.CreateFlow(ctx, f, lim), "start %d", i)
+		require.NoError(t, s.CompleteFlow(ctx, f.ID, onboard.Connection{ID: storetest.ID(), Provider: "cdata",
+			State: onboard.Connected}, false))
+	}
 }
 
 // TestFloodCannotCrowdOut floods the store with starts, first of one
