@@ -247,18 +247,20 @@ func (o *Onboarder) showResult(ctx context.Context, w http.ResponseWriter, r *ht
 func (o *Onboarder) showResultOf(w http.ResponseWriter, r *http.Request, f *Flow, c Connection) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
+	// The request is the flow's browser (checkFlow): its key is there.
+	key, _ := o.browserKey(r.Context(), false)
+	token := resultToken(key, f.ID)
 	if isPopup(r) {
-		token := resultToken(*f)
 		o.popupPage(w, r, popupMessage{Type: "onboard", Flow: f.ID, Result: token, Provider: f.Provider, State: string(c.State),
 			Connection: c.ID, Name: c.Name, Source: c.Source, Message: c.Message}, resultURL(o.target(f), token))
 		return
 	}
 	if o.cfg.Result != nil {
-		out := &outcome{flow: *f, hasFlow: true, result: c, hasResult: true}
+		out := &outcome{flow: *f, hasFlow: true, result: c, hasResult: true, token: token}
 		o.cfg.Result.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outcomeKey{}, out)))
 		return
 	}
-	http.Redirect(w, r, resultURL(o.target(f), resultToken(*f)), http.StatusSeeOther)
+	http.Redirect(w, r, resultURL(o.target(f), token), http.StatusSeeOther)
 }
 
 // target is the same-origin path shown after flow f: its return_to, or
@@ -316,29 +318,37 @@ func (o *Onboarder) status(w http.ResponseWriter, r *http.Request) {
 // shown after a return (as a result token); [Onboarder.Outcome] reads it.
 const resultParam = "onboard_flow"
 
-// resultToken is what the page shown after a return is given for flow f
-// in place of its id: the id sealed (AES-256-GCM) with a key derived from
-// the flow's browser digest, so that only the browser that started the
-// flow reads it back ([Onboarder.Outcome]). The id is the key to the
-// flow's return URL, with which anyone can, within the flow's lifetime,
+// resultToken is what the page shown after a return is given for flow id
+// in place of the id: the id sealed (AES-256-GCM) with a key derived from
+// the browser's secret key (key, which only its session holds; the store
+// keeps a digest of it), so that only the browser that started the flow
+// reads it back ([Onboarder.Outcome]). The id is the key to the flow's
+// return URL, with which anyone can, within the flow's lifetime,
 // quarantine what the flow made; a page's URL ends up in analytics, error
 // trackers and shared links, so it never carries the id itself.
-func resultToken(f Flow) string {
-	aead := resultAEAD(f.Browser)
-	if aead == nil {
+func resultToken(key, id string) string {
+	aead := resultAEAD(key)
+	if aead == nil || key == "" {
 		return ""
 	}
-	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(f.ID)+aead.Overhead())
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(id)+aead.Overhead())
 	_, _ = rand.Read(nonce) // never fails
-	return base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, []byte(f.ID), nil))
+	return base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, []byte(id), nil))
 }
+
+// resultTokenLen is the length of a result token: base64url of a 12-byte
+// nonce, a sealed flow id and a 16-byte tag.
+var resultTokenLen = base64.RawURLEncoding.EncodedLen(12 + flowIDLen + 16)
 
 // openResult returns the flow id that token seals for the browser whose
 // key is key. ok is false when it seals none for that browser; malformed
 // is true when token is not a result token at all.
 func openResult(token, key string) (id string, ok, malformed bool) {
+	if !base64URL(token, resultTokenLen) {
+		return "", false, true
+	}
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
-	aead := resultAEAD(browserDigest(key))
+	aead := resultAEAD(key)
 	if err != nil || aead == nil || len(raw) != aead.NonceSize()+flowIDLen+aead.Overhead() {
 		return "", false, true
 	}
@@ -349,10 +359,10 @@ func openResult(token, key string) (id string, ok, malformed bool) {
 	return string(plain), true, false
 }
 
-// resultAEAD is the cipher of the result tokens of the browser whose key
-// has digest browser.
-func resultAEAD(browser string) cipher.AEAD {
-	k := sha256.Sum256([]byte("onboard/result\x00" + browser))
+// resultAEAD is the cipher of the result tokens of the browser whose
+// secret key is key.
+func resultAEAD(key string) cipher.AEAD {
+	k := sha256.Sum256([]byte("onboard/result\x00" + key))
 	block, err := aes.NewCipher(k[:])
 	if err != nil {
 		return nil // not with a 32-byte key
@@ -463,6 +473,7 @@ type outcome struct {
 	hasFlow   bool
 	result    Connection
 	hasResult bool
+	token     string // the flow's result token (Result only)
 	err       error
 }
 
@@ -496,6 +507,18 @@ func ResultFromContext(ctx context.Context) (Connection, bool) {
 		return out.result, true
 	}
 	return Connection{}, false
+}
+
+// ResultTokenFromContext returns the result token of the flow a request
+// given to Config.Result completed: what a Result handler of its own puts
+// in the onboard_flow parameter of the page it sends the browser to, for
+// [Onboarder.Outcome] to read, rather than the flow id (which is the key
+// to the flow's return URL).
+func ResultTokenFromContext(ctx context.Context) (string, bool) {
+	if out := outcomeOf(ctx); out != nil && out.token != "" {
+		return out.token, true
+	}
+	return "", false
 }
 
 // WithError returns ctx carrying err, as the handlers give it to

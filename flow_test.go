@@ -386,6 +386,7 @@ func TestCustomResultAndErrorHandlers(t *testing.T) {
 		result   onboard.Connection
 		hasConn  bool
 		err      error
+		token    string
 		handlers string
 	}
 	var got seen
@@ -395,6 +396,7 @@ func TestCustomResultAndErrorHandlers(t *testing.T) {
 			got = seen{handlers: name, err: onboard.ErrorFromContext(ctx)}
 			got.flow, got.hasFlow = onboard.FlowFromContext(ctx)
 			got.result, got.hasConn = onboard.ResultFromContext(ctx)
+			got.token, _ = onboard.ResultTokenFromContext(ctx)
 			w.WriteHeader(http.StatusTeapot)
 		})
 	}
@@ -411,6 +413,10 @@ func TestCustomResultAndErrorHandlers(t *testing.T) {
 	assert.True(t, got.hasConn)
 	assert.Equal(t, connOf(t, back), got.result.ID)
 	assert.Equal(t, onboard.Connected, got.result.State)
+	// The token it puts in a page's URL reads as the result there.
+	c, status := b.Outcome(e.App, "/?onboard_flow="+got.token)
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, got.result.ID, c.ID)
 
 	// A reload is shown the stored connection again.
 	require.Equal(t, http.StatusTeapot, b.get(back).Code)

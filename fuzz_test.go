@@ -87,6 +87,7 @@ func FuzzOutcome(f *testing.F) {
 	flipped := []byte(token)
 	flipped[len(flipped)/2] ^= 1 // another base64url character
 	f.Add(string(flipped))
+	f.Add(token[:10] + "\n" + token[10:]) // base64 decoders skip newlines
 	f.Add(strings.Repeat("A", len(token)))
 	f.Add("%ff%00")
 	f.Add(strings.Repeat("A", 5000))

@@ -93,8 +93,11 @@ func (o *Onboarder) returnURL(f Flow, popup bool) string {
 }
 
 // validFlowID reports whether s has the shape of a flow id.
-func validFlowID(s string) bool {
-	if len(s) != flowIDLen {
+func validFlowID(s string) bool { return base64URL(s, flowIDLen) }
+
+// base64URL reports whether s is n characters of the base64url alphabet.
+func base64URL(s string, n int) bool {
+	if len(s) != n {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -270,7 +270,7 @@ func TestForgedResultLinks(t *testing.T) {
 	require.Equal(t, http.StatusConflict, status)
 
 	// A token of the right length that seals nothing for this browser.
-	_, status = b.Outcome(e.App, "/?onboard_flow="+strings.Repeat("A", len(onboard.ResultToken(onboard.Flow{ID: id}))))
+	_, status = b.Outcome(e.App, "/?onboard_flow="+strings.Repeat("A", len(onboard.ResultToken(strings.Repeat("k", 43), id))))
 	require.Equal(t, http.StatusForbidden, status)
 }
 
