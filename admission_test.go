@@ -145,7 +145,7 @@ func TestOneUserCannotFillTheStore(t *testing.T) {
 	p := fake.New("fake")
 	p.URL = onboardtest.Serve(t, p)
 	app := onboardtest.New(t, onboardtest.Options{Providers: []onboard.Provider{p},
-		Store:  memstore.New(memstore.Options{MaxFlows: 60, MaxFlowsPerTenant: 20}),
+		Store:  memstore.New(memstore.Options{MaxFlows: 60, MaxOpenPerTenant: 20}),
 		Config: func(c *onboard.Config) { c.MaxFlowsPerOwner, c.MaxFlowsPerTenant = 5, 20 }})
 	alice := app.Browser("alice", "acme")
 	hosted := alice.Start(app, "fake", "source=Salesforce")
@@ -174,7 +174,7 @@ func TestOneUserCannotFillTheStore(t *testing.T) {
 // and cleaned them up, without waiting for them to be pruned.
 func TestTenantBoundEndsWithTheFlowsLifetime(t *testing.T) {
 	e := newEnv(t, func(c *onboard.Config) {
-		c.Store = memstore.New(memstore.Options{MaxFlows: 100, MaxFlowsPerTenant: 10})
+		c.Store = memstore.New(memstore.Options{MaxFlows: 100, MaxOpenPerTenant: 10})
 		c.MaxFlowsPerOwner, c.MaxFlowsPerTenant = 2, 4
 	})
 	mallory := e.browser("mallory", "acme")

@@ -26,7 +26,7 @@
 //
 // The memory of flows is bounded per tenant and in total: admission caps
 // each owner's and each tenant's pending flows (onboard.Limits),
-// Options.MaxFlowsPerTenant bounds a tenant's flows pending or with
+// Options.MaxOpenPerTenant bounds a tenant's flows pending or with
 // cleanup left (a user who starts again and again settles his oldest flow
 // each time, and an abandoned flow keeps its cleanup until it expires),
 // so one tenant's flood cannot crowd out the others, and
@@ -79,18 +79,20 @@ type Options struct {
 	// never one whose Cleanup is set); when there is none it is refused
 	// with onboard.ErrTooManyFlows. Default 100,000.
 	MaxFlows int
-	// MaxFlowsPerTenant bounds one tenant's flows that are pending or have
-	// cleanup left: a start of a tenant that holds that many is refused
-	// with onboard.ErrTooManyFlows until the runner settles or cleans up
-	// some (a flow settled as abandoned keeps its cleanup until it
-	// expires, so a user who starts again and again, each start settling
-	// his oldest flow, is held back within a flow's lifetime), and the
-	// other tenants' starts go on. Done flows without cleanup left do not
+	// MaxOpenPerTenant bounds one tenant's open flows, those pending or
+	// with cleanup left: a bound of the store's memory, beside
+	// onboard.Config's MaxFlowsPerTenant, which caps pending flows alone.
+	// A start of a tenant that holds that many is refused with
+	// onboard.ErrTooManyFlows until the runner settles or cleans up some
+	// (a flow settled as abandoned keeps its cleanup until it expires, so
+	// a user who starts again and again, each start settling his oldest
+	// flow, is held back within a flow's lifetime), and the other
+	// tenants' starts go on. Done flows without cleanup left do not
 	// count: once expired they give way to any start when the store is
 	// full. Default a tenth of MaxFlows; at most MaxFlows. As many tenants
 	// at their bound fill the store: size MaxFlows for the tenants that
 	// sign up.
-	MaxFlowsPerTenant int
+	MaxOpenPerTenant int
 }
 
 // Store is an in-memory onboard.Store. Build it with [New].
@@ -109,7 +111,7 @@ type Store struct {
 	// saturates), when it bounds nothing. It never shrinks.
 	maxTTL time.Duration
 	// held counts each tenant's flows that are pending or have cleanup
-	// left (MaxFlowsPerTenant).
+	// left (MaxOpenPerTenant).
 	held map[string]int
 	// byOwner and byTenant hold the pending flows of each owner and
 	// tenant, for admission.
@@ -135,12 +137,12 @@ func New(opt Options) *Store {
 	if opt.MaxFlows <= 0 {
 		opt.MaxFlows = DefaultMaxFlows
 	}
-	if opt.MaxFlowsPerTenant <= 0 {
-		opt.MaxFlowsPerTenant = max(1, opt.MaxFlows/10)
+	if opt.MaxOpenPerTenant <= 0 {
+		opt.MaxOpenPerTenant = max(1, opt.MaxFlows/10)
 	}
 	return &Store{
 		maxFlows:     opt.MaxFlows,
-		maxPerTenant: min(opt.MaxFlowsPerTenant, opt.MaxFlows),
+		maxPerTenant: min(opt.MaxOpenPerTenant, opt.MaxFlows),
 		held:         make(map[string]int),
 		flows:        make(map[string]*record),
 		pending:      newFlowHeap(),

@@ -93,7 +93,7 @@ func TestBytesPerFlow(t *testing.T) {
 func TestMaxFlows(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
-	s := memstore.New(memstore.Options{MaxFlows: 10, MaxFlowsPerTenant: 10})
+	s := memstore.New(memstore.Options{MaxFlows: 10, MaxOpenPerTenant: 10})
 	var done []onboard.Flow
 	for i := range 6 {
 		f := flow(owner(i), now.Add(time.Duration(i)*time.Minute))
@@ -133,15 +133,15 @@ func TestMaxFlows(t *testing.T) {
 	require.False(t, found)
 }
 
-// TestMaxFlowsPerTenant: a tenant whose flows pending or with cleanup
+// TestMaxOpenPerTenant: a tenant whose flows pending or with cleanup
 // left (a user who starts again and again leaves abandoned flows awaiting
-// their cleanup) reach MaxFlowsPerTenant is refused, and the other
+// their cleanup) reach MaxOpenPerTenant is refused, and the other
 // tenants' starts go on; once the runner has cleaned up some, it can
 // start again, without waiting for Prune.
-func TestMaxFlowsPerTenant(t *testing.T) {
+func TestMaxOpenPerTenant(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
-	s := memstore.New(memstore.Options{MaxFlows: 100, MaxFlowsPerTenant: 20})
+	s := memstore.New(memstore.Options{MaxFlows: 100, MaxOpenPerTenant: 20})
 	mallory := onboard.Owner{Tenant: "evil", User: "mallory"}
 	var settled []onboard.Flow
 	for i := range 20 {
