@@ -306,7 +306,9 @@ type Store interface {
 	// returns how many flows and records it deleted.
 	Prune(ctx context.Context, t time.Time) (int, error)
 	// SaveConnection inserts or replaces a connection, keyed by Provider
-	// and ID; a replaced connection keeps the CreatedAt it had.
+	// and ID; a replaced connection keeps the CreatedAt it had. The core
+	// writes connections with CompleteFlow and SwapConnection; this is for
+	// an app's own imports and for tests.
 	SaveConnection(ctx context.Context, c Connection) error
 	// SwapConnection replaces the stored connection old with c (of the
 	// same Provider and ID) in one atomic step, only while the stored one
@@ -315,8 +317,10 @@ type Store interface {
 	// and ID is stored. It reports whether it saved c; when the stored
 	// connection changed or went away since old was read, it changes
 	// nothing and returns false. A replaced connection keeps its CreatedAt.
-	// It is how a connection read before a slow step (a provider's
-	// answer) is written back without undoing a concurrent change.
+	// old must be a connection as this store returned it (a store may keep
+	// times at a coarser precision than time.Time). It is how a connection
+	// read before a slow step (a provider's answer) is written back
+	// without undoing a concurrent change.
 	SwapConnection(ctx context.Context, old, c Connection) (bool, error)
 	// FindConnection returns the connection with this provider and id,
 	// detached or not, whatever its tenant.

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -856,6 +857,8 @@ func testSaveConnectionUpserts(t *testing.T, s onboard.Store) {
 // one read: never over a change made since, never back after a deletion,
 // never over a connection inserted since.
 func testSwapConnection(t *testing.T, s onboard.Store) {
+	require.Equal(t, 12, reflect.TypeFor[onboard.Connection]().NumField(),
+		"Connection has a new field: compare it in every store's SwapConnection, and test it here")
 	ctx := context.Background()
 	o := newOwner()
 	c := newConn(o, "test", past)
@@ -909,6 +912,31 @@ func testSwapConnection(t *testing.T, s onboard.Store) {
 	require.NoError(t, err)
 	require.False(t, found, "a deleted connection stays deleted")
 
+	// Zero times, a detached record, a new owner: each swaps while the
+	// stored record is as read, and CreatedAt is kept.
+	z := onboard.Connection{Provider: "test", ID: "c-" + ID()[:16], State: onboard.Connected}
+	ok, err = s.SwapConnection(ctx, onboard.Connection{}, z)
+	require.NoError(t, err)
+	require.True(t, ok, "a detached record with zero times")
+	zread, _ := find(t, s, z.Provider, z.ID)
+	attached := zread
+	attached.Owner, attached.CheckedAt = o, past
+	attached.CreatedAt = future // not replaced
+	ok, err = s.SwapConnection(ctx, zread, attached)
+	require.NoError(t, err)
+	require.True(t, ok, "swapped from zero times and no owner")
+	got, _ = find(t, s, z.Provider, z.ID)
+	attached.CreatedAt = zread.CreatedAt
+	same(t, attached, got, "attached, its CreatedAt kept")
+	moved := got
+	moved.Owner = newOwner()
+	ok, err = s.SwapConnection(ctx, got, moved)
+	require.NoError(t, err)
+	require.True(t, ok, "moved to another owner")
+	ok, err = s.SwapConnection(ctx, got, moved)
+	require.NoError(t, err)
+	require.False(t, ok, "the old owner is not stored any more")
+
 	// old and c of different connections: nothing.
 	a := newConn(o, "test", past)
 	require.NoError(t, s.SaveConnection(ctx, a))
@@ -933,7 +961,10 @@ func testSwapConnectionConcurrently(t *testing.T, s onboard.Store) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			for {
+			for range 10 * n { // each try that loses, another won
+				if t.Failed() {
+					return
+				}
 				read, found, err := s.FindConnection(ctx, c.Provider, c.ID)
 				if !assert.NoError(t, err) || !assert.True(t, found) {
 					return
@@ -949,6 +980,7 @@ func testSwapConnectionConcurrently(t *testing.T, s onboard.Store) {
 					return
 				}
 			}
+			t.Error("a swap of a connection as read kept failing")
 		})
 	}
 	wg.Wait()
