@@ -7,11 +7,7 @@ var (
 	VerifySignature = verifySignature
 	SchemaName      = schemaName
 	Events          = events
-	OfSchema        = ofSchema
 )
-
-// Listed is a connection as Fivetran lists it.
-type Listed = connection
 
 // Accept is the version header every call sends.
 const Accept = accept

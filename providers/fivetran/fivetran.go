@@ -9,9 +9,9 @@
 // with run_setup_tests false and a destination schema derived from the
 // flow (a short prefix of the source and a digest of the flow id), so
 // that the connection can be found again from the flow alone with the
-// documented filter GET /v1/connections?group_id=&schema= (or, for a
-// service that loads one table, whose schema Fivetran reports as
-// "schema.table", among the group's connections), and two
+// documented filter GET /v1/connections?group_id=&schema= (with the
+// table, "schema.table", for a service that loads one table, as Fivetran
+// reports its schema), and two
 // connections of one source in one tenant never collide. The browser is
 // sent to its Connect Card. A create whose answer was lost is looked up
 // by its schema before it is tried again, so it is never made twice.
@@ -463,7 +463,7 @@ func (p *Provider) Begin(ctx context.Context, f onboard.Flow, returnURL string) 
 		if ctx.Err() != nil {
 			return "", err
 		}
-		made, found, lerr := p.bySchema(ctx, gid, schema)
+		made, found, lerr := p.bySchema(ctx, gid, withTable(schema, config))
 		if lerr != nil {
 			return "", fmt.Errorf("%w (and looking it up failed: %w)", err, lerr)
 		}
@@ -494,12 +494,9 @@ func (p *Provider) card(ctx context.Context, id string, card cardConfig) (string
 	return out.Card.URI, nil
 }
 
-// bySchema finds the group's connection of a flow's schema (see
-// ofSchema). It asks with the documented exact filter first: one call
-// whatever the group's size. Only when that finds nothing does it walk
-// the group's connections, for a service that loads one table, whose
-// schema Fivetran reports as "schema.table" when the table was named in
-// the Connect Card rather than in the create call.
+// bySchema finds the group's connection whose schema is schema (as
+// Fivetran reports it: see reportedSchema), with the documented filter:
+// one call whatever the group's size.
 func (p *Provider) bySchema(ctx context.Context, gid, schema string) (connection, bool, error) {
 	q := url.Values{"group_id": {gid}, "schema": {schema}}
 	var page struct {
@@ -509,28 +506,32 @@ func (p *Provider) bySchema(ctx context.Context, gid, schema string) (connection
 		return connection{}, false, err
 	}
 	for _, c := range page.Items {
-		if ofSchema(c, gid, schema) {
+		if c.ID != "" && c.GroupID == gid && c.Schema == schema {
 			return c, true, nil
 		}
 	}
-	var made connection
-	err := each(ctx, p, "/v1/groups/"+url.PathEscape(gid)+"/connections", func(c connection) bool {
-		if ofSchema(c, gid, schema) {
-			made = c
-		}
-		return made.ID != ""
-	})
-	return made, err == nil && made.ID != "", err
+	return connection{}, false, nil
 }
 
-// ofSchema reports whether c, listed at Fivetran, is the connection of
-// group gid made with destination schema schema: its schema is schema, or
-// schema and a table ("schema.table"), as Fivetran reports the schema of
-// a service that loads one table (google_sheets and file services, whose
-// config names a table). The flow's schema ends in a digest of its id, so
-// no other flow's schema starts with it.
-func ofSchema(c connection, gid, schema string) bool {
-	return c.ID != "" && c.GroupID == gid && (c.Schema == schema || strings.HasPrefix(c.Schema, schema+"."))
+// withTable is the schema Fivetran reports for a connection made with
+// destination schema schema and config: "schema.table" for a service
+// that loads one table (config.table, as google_sheets and file services
+// take), schema otherwise.
+func withTable(schema string, config map[string]any) string {
+	if t, _ := config["table"].(string); t != "" {
+		return schema + "." + t
+	}
+	return schema
+}
+
+// reportedSchema is the schema Fivetran reports for flow f's new
+// connection (withTable of its Config.Service config).
+func (p *Provider) reportedSchema(f onboard.Flow) string {
+	_, config, err := p.cfg.Service(f)
+	if err != nil {
+		return schemaName(f)
+	}
+	return withTable(schemaName(f), config)
 }
 
 // get reads one connection; found is false when Fivetran has none.
@@ -564,7 +565,7 @@ func (p *Provider) flowConnection(ctx context.Context, f onboard.Flow) (connecti
 	}
 	id := f.ConnectionID
 	if !f.Reconnect {
-		c, found, err := p.bySchema(ctx, gid, schemaName(f))
+		c, found, err := p.bySchema(ctx, gid, p.reportedSchema(f))
 		if err != nil || !found {
 			return c, found, err
 		}
@@ -720,7 +721,7 @@ func (p *Provider) Cancel(ctx context.Context, f onboard.Flow) error {
 	if err != nil {
 		return err
 	}
-	c, found, err := p.bySchema(ctx, gid, schemaName(f))
+	c, found, err := p.bySchema(ctx, gid, p.reportedSchema(f))
 	if err != nil {
 		return err
 	}

@@ -356,24 +356,6 @@ func TestTableService(t *testing.T) {
 	e.noOrphans("acme")
 }
 
-func TestOfSchema(t *testing.T) {
-	const gid, schema = "g1", "google_sheets_abc"
-	for _, tt := range []struct {
-		c    fivetran.Listed
-		want bool
-	}{
-		{fivetran.Listed{ID: "c", GroupID: gid, Schema: schema}, true},
-		{fivetran.Listed{ID: "c", GroupID: gid, Schema: schema + ".sheet"}, true},
-		{fivetran.Listed{ID: "c", GroupID: gid, Schema: schema + "x"}, false},
-		{fivetran.Listed{ID: "c", GroupID: gid, Schema: schema + "_x.sheet"}, false},
-		{fivetran.Listed{ID: "c", GroupID: gid, Schema: "google_sheets"}, false},
-		{fivetran.Listed{ID: "c", GroupID: "g2", Schema: schema}, false},
-		{fivetran.Listed{GroupID: gid, Schema: schema}, false},
-	} {
-		assert.Equal(t, tt.want, fivetran.OfSchema(tt.c, gid, schema), "%+v", tt.c)
-	}
-}
-
 // (3) A broken or abandoned setup leaves nothing at Fivetran once the
 // browser is back; the retry makes a fresh connection.
 func TestBrokenOrAbandonedSetupLeavesNothing(t *testing.T) {
