@@ -439,9 +439,10 @@ type Config struct {
 	// only this browser can read, not the flow id), which the page reads
 	// with [Onboarder.Outcome]. A handler of its own should not put the
 	// flow id in a URL either (it is the key to the flow's return URL):
-	// [ResultTokenFromContext] gives the token to put there. A return in a popup (a start
-	// with display=popup) is not handed to Result: its page posts the
-	// outcome to the window that opened the popup and closes itself.
+	// [ResultTokenFromContext] gives the token to put there. A return in a
+	// popup (a start with display=popup) is not handed to Result: its page
+	// posts the outcome to the window that opened the popup and closes
+	// itself.
 	Result http.Handler
 	// Error handles a refused or failed request; [ErrorFromContext] gives
 	// the error, [StatusCode] and [Message] its status and safe text. The

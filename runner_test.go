@@ -152,9 +152,9 @@ func (p *pausedRefresh) Refresh(ctx context.Context, tenant string, cs []onboard
 }
 
 // TestRefreshUndoesNothing: what changes a connection while the runner
-// waits for the provider (a deletion by the app, an event, a quarantine)
-// stays: the runner records its check only on the connection as it read
-// it, and never writes back what it read.
+// waits for the provider (a deletion by the app, an event) stays: the
+// runner records its check only on the connection as it read it, and
+// never writes back what it read.
 func TestRefreshUndoesNothing(t *testing.T) {
 	for _, tt := range []struct {
 		name   string

@@ -129,8 +129,6 @@ func (p *Pages) Home(w http.ResponseWriter, r *http.Request) {
 	p.render(w, r, http.StatusOK, data)
 }
 
-// problem answers with the demo's page saying what went wrong and what to
-// do, with status.
 // CrossOrigin answers a state-changing request from another site, which
 // the standard library's cross-origin protection refused, with the app's
 // page.
@@ -138,6 +136,8 @@ func (p *Pages) CrossOrigin(w http.ResponseWriter, r *http.Request) {
 	p.problem(w, r, http.StatusForbidden, "This request came from another site, so it was not carried out. Start again from this site.")
 }
 
+// problem answers with the demo's page saying what went wrong and what to
+// do, with status.
 func (p *Pages) problem(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	p.render(w, r, status, map[string]any{"Owner": onboard.Owner{}, "Problem": msg})
 }
