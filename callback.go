@@ -175,7 +175,7 @@ func (o *Onboarder) checkFlow(ctx context.Context, r *http.Request, f *Flow, qua
 			return false, ErrFlowExpired
 		}
 		if quarantine {
-			o.quarantine(ctx, *f, "another browser,")
+			o.quarantine(ctx, *f, "another browser")
 		}
 		return false, ErrOtherBrowser
 	}
@@ -188,7 +188,7 @@ func (o *Onboarder) checkFlow(ctx context.Context, r *http.Request, f *Flow, qua
 		// entered what a pending flow made was not its owner.
 		if quarantine && f.State == FlowPending && !f.Expired(now) &&
 			(errors.Is(err, ErrOwnerMismatch) || errors.Is(err, ErrNotSignedIn)) {
-			o.quarantine(ctx, *f, "its browser signed in as another owner, or signed out,")
+			o.quarantine(ctx, *f, "its browser, signed in as another owner or signed out")
 		}
 		return false, err
 	}
@@ -344,16 +344,16 @@ var resultTokenLen = base64.RawURLEncoding.EncodedLen(12 + flowIDLen + 16)
 // key is key. ok is false when it seals none for that browser; malformed
 // is true when token is not a result token at all.
 func openResult(token, key string) (id string, ok, malformed bool) {
-	if !base64URL(token, resultTokenLen) {
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
+	if err != nil || !base64URL(token, resultTokenLen) {
 		return "", false, true
 	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
 	aead := resultAEAD(key)
-	if err != nil || aead == nil || len(raw) != aead.NonceSize()+flowIDLen+aead.Overhead() {
-		return "", false, true
+	if aead == nil || key == "" {
+		return "", false, false
 	}
 	plain, err := aead.Open(nil, raw[:aead.NonceSize()], raw[aead.NonceSize():], nil)
-	if err != nil || key == "" || !validFlowID(string(plain)) {
+	if err != nil || !validFlowID(string(plain)) {
 		return "", false, false
 	}
 	return string(plain), true, false

@@ -120,20 +120,20 @@ func (o *Onboarder) awaitsExpiry(f Flow) bool {
 
 // quarantine handles a flow that came back, within its lifetime, where
 // it must not: in a browser that did not start it, or (pending) in its own
-// browser signed in as another owner or signed out (by says which). Whether the flow is
-// pending or done, what it made is deleted (or, for a reconnect, disabled
-// for good) at the provider, the stored connection is marked Revoked,
+// browser signed in as another owner or signed out (where says which).
+// Whether the flow is pending or done, what it made is deleted (or, for a
+// reconnect, disabled for good) at the provider, the stored connection is marked Revoked,
 // Hooks.Revoked fires and a security event is logged. A link to a hosted
 // page sent to a victim can therefore never put the victim's credentials
 // in the sender's tenant through the victim's browser. A failure is
 // logged. When the store cannot settle a pending flow, the provider is
 // still asked to remove what the flow made, so that the flow's next
 // return, which is then let through, finds nothing to attach.
-func (o *Onboarder) quarantine(ctx context.Context, f Flow, by string) {
-	o.cfg.Logger.WarnContext(ctx, "onboard: security: a flow came back to "+by+" not the one that started it; quarantining what it made",
-		"security", true, "flow", f.ID, "provider", f.Provider, "tenant", f.Owner.Tenant, "user", f.Owner.User,
-		"state", f.State, "connection", f.ConnectionID, "reconnect", f.Reconnect)
-	if err := o.revoke(ctx, f, by); err != nil {
+func (o *Onboarder) quarantine(ctx context.Context, f Flow, where string) {
+	o.cfg.Logger.WarnContext(ctx, "onboard: security: a flow came back where it must not; quarantining what it made",
+		"security", true, "where", where, "flow", f.ID, "provider", f.Provider, "tenant", f.Owner.Tenant,
+		"user", f.Owner.User, "state", f.State, "connection", f.ConnectionID, "reconnect", f.Reconnect)
+	if err := o.revoke(ctx, f, where); err != nil {
 		o.cfg.Logger.ErrorContext(ctx, "onboard: security: quarantine incomplete: the flow may stay pending, and the provider was asked to remove what it made",
 			"security", true, "flow", f.ID, "err", err)
 	}
@@ -141,9 +141,9 @@ func (o *Onboarder) quarantine(ctx context.Context, f Flow, by string) {
 
 // revoke settles or marks flow f Revoked and removes what it made: the
 // work of quarantine.
-func (o *Onboarder) revoke(ctx context.Context, f Flow, by string) error {
+func (o *Onboarder) revoke(ctx context.Context, f Flow, where string) error {
 	if f.State == FlowPending {
-		_, err := o.settle(ctx, f, Revoked, "returned to "+by)
+		_, err := o.settle(ctx, f, Revoked, "came back in "+where)
 		switch {
 		case err == nil:
 			return o.revokeStored(ctx, f)

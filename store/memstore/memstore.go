@@ -34,8 +34,9 @@
 // expired giving way first. A done flow within its lifetime is never
 // dropped: its reload shows its result, and a return of it in another
 // browser is quarantined. A pending flow past its expiry counts toward
-// the bounds until the runner settles it, and no longer toward the caps. Connections are not bounded here: each is kept until it is
-// deleted, as in any store, and Prune deletes the records of provider
+// the bounds until the runner settles it, and no longer toward the caps.
+// Connections are not bounded here: each is kept until it is deleted, as
+// in any store, and Prune deletes the records of provider
 // events that no flow has attached. A pending flow holds about 630 bytes
 // of heap with fields of typical size (ids, a short source, name and
 // return_to) and about 4.6 KiB with the largest fields a start accepts
@@ -189,7 +190,7 @@ func (s *Store) CreateFlow(ctx context.Context, f onboard.Flow, lim onboard.Limi
 	if len(s.flows) >= s.maxFlows && s.done.Len() > 0 && s.done.items[0].flow.ExpiresAt.Before(f.CreatedAt) {
 		// Make room: drop the done flow that expired first (never one
 		// whose cleanup is left: those are not in s.done).
-		s.drop(s.done.pop())
+		delete(s.flows, s.done.pop().flow.ID)
 	}
 	if len(s.flows) >= s.maxFlows {
 		return fmt.Errorf("%w: the store holds %d flows, its maximum", onboard.ErrTooManyFlows, len(s.flows))
@@ -219,11 +220,6 @@ func (s *Store) hold(tenant string, d int) {
 		delete(s.held, tenant)
 	}
 }
-
-// drop deletes done flow r (without cleanup left: it does not count
-// toward its tenant's bound), out of its heap already. Called with s.mu
-// held.
-func (s *Store) drop(r *record) { delete(s.flows, r.flow.ID) }
 
 // Flow returns the flow with this id.
 func (s *Store) Flow(ctx context.Context, id string) (onboard.Flow, bool, error) {
@@ -378,7 +374,7 @@ func (s *Store) pruneFlows(t time.Time) (n int, more bool) {
 		if n == pruneBatch {
 			return n, true
 		}
-		s.drop(s.done.pop())
+		delete(s.flows, s.done.pop().flow.ID)
 		n++
 	}
 	return n, false
