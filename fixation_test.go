@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/onboardkit/onboard"
+	"github.com/onboardkit/onboard/onboardtest"
+	"github.com/onboardkit/onboard/providers/cdata/cdatatest"
 )
 
 // victimFills plays the victim: she opens the hosted page of the
@@ -222,4 +224,78 @@ func TestRevokedConnectionIsNeverConnectedAgain(t *testing.T) {
 	require.Equal(t, http.StatusConflict, res.Code, res.Body)
 	require.Equal(t, onboard.Revoked, e.flow(early).Outcome)
 	require.Equal(t, onboard.Revoked, e.Connections("evil")[0].State, "still revoked")
+}
+
+// TestAbandonedReconnectIsQuarantined: mallory starts a reconnect of his
+// own connection and at once returns it himself without parameters (an
+// abandoned reconnect attaches nothing and keeps its connection). He then
+// sends the hosted page, still valid, to alice. Her browser's return,
+// within the flow's lifetime, quarantines the connection the page edits.
+func TestAbandonedReconnectIsQuarantined(t *testing.T) {
+	e := newEnv(t)
+	mallory := e.browser("mallory", "evil")
+	require.Equal(t, http.StatusSeeOther, mallory.get(mallory.finish(mallory.start("source=Salesforce"), onboard.Connected)).Code)
+	conn := e.Connections("evil")[0]
+
+	start := e.Onboarder.StartURL("fake", onboard.StartOptions{Connection: conn.ID})
+	loc := mallory.Start(e.App, "fake", strings.TrimPrefix(start, "/connect/fake/start?"))
+	u, _ := url.Parse(loc)
+	id := u.Query().Get("flow")
+
+	// 1. mallory's own return, before anyone used the page: abandoned.
+	res := mallory.get(e.URL() + "/connect/fake/return/" + id)
+	require.Equal(t, http.StatusSeeOther, res.Code)
+	require.Equal(t, onboard.Abandoned, e.flow(id).Outcome)
+
+	// 2. alice fills the page mallory sent her; her browser comes back.
+	back := e.victimFills(id)
+	res = e.browser("alice", "acme").get(back)
+	require.Equal(t, http.StatusForbidden, res.Code)
+
+	// The promise: the reconnected connection is disabled/deleted at the
+	// provider and revoked in the store.
+	held, ok := e.fake.Connection(conn.ID)
+	require.True(t, ok)
+	require.True(t, held.Disabled, "alice's credentials are left in mallory's connection, enabled")
+	require.Equal(t, onboard.Revoked, e.Connections("evil")[0].State, "mallory's connection is not revoked")
+}
+
+// TestAbandonedReconnectIsQuarantinedCData: the same against the CData
+// emulator. mallory's reconnect (Edit Connection page) is returned at once
+// with cdata_connection_status=none; alice then saves her credentials on
+// the same page and her browser comes back: CData holds the connection no
+// more, and the app shows it revoked in mallory's tenant.
+func TestAbandonedReconnectIsQuarantinedCData(t *testing.T) {
+	emu := onboardtest.NewEmulators(t, nil)
+	app := onboardtest.New(t, onboardtest.Options{Providers: emu.Providers()})
+	mallory := app.Browser("mallory", "evil")
+	hosted := mallory.Start(app, "cdata", "source=Salesforce")
+	back, err := emu.Finish(t.Context(), mallory, hosted, onboard.Connected)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSeeOther, mallory.Get(back).Code)
+	conn := app.Connections("evil")[0]
+
+	start := app.Onboarder.StartURL("cdata", onboard.StartOptions{Connection: conn.ID})
+	edit := mallory.Start(app, "cdata", strings.TrimPrefix(start, "/connect/cdata/start?"))
+	// mallory leaves his own edit page without saving: Return to application.
+	mine, err := cdatatest.Fill(t.Context(), mallory.Client, edit, "", "")
+	require.NoError(t, err)
+	require.Contains(t, mine, "cdata_connection_status=none")
+	res := mallory.Get(mine)
+	require.Equal(t, http.StatusSeeOther, res.Code)
+	c, _ := mallory.Outcome(app, res.Location)
+	require.Equal(t, onboard.Abandoned, c.State)
+
+	// alice, in her own browser, saves her credentials on the same page.
+	alice := app.Browser("alice", "acme")
+	hers, err := cdatatest.Fill(t.Context(), alice.Client, edit, "", "alice-secret")
+	require.NoError(t, err)
+	require.Contains(t, hers, "cdata_connection_id="+url.QueryEscape(conn.ID))
+	res = alice.Get(hers)
+	require.Equal(t, http.StatusForbidden, res.Code)
+
+	for _, h := range emu.CDataServer.AllConnections() {
+		require.NotEqual(t, conn.ID, h.ID, "CData still holds mallory's connection with alice's credentials (status %s)", h.Status)
+	}
+	require.Equal(t, onboard.Revoked, app.Connections("evil")[0].State)
 }

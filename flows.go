@@ -160,7 +160,10 @@ func (o *Onboarder) revoke(ctx context.Context, f Flow, where string) error {
 			return classify(err, ErrStore)
 		}
 	}
-	if f.Outcome == Abandoned || f.Outcome == Revoked {
+	// An abandoned reconnect attached nothing, but the page it opened
+	// edits its connection still, and may have been sent to a victim: the
+	// connection is quarantined as if the flow had attached it.
+	if f.Outcome == Revoked || (f.Outcome == Abandoned && !f.Reconnect) {
 		if f.Cleanup {
 			o.cleanup(ctx, f)
 		}
