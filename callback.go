@@ -20,20 +20,15 @@ import (
 //	GET {prefix}/{provider}/return/{flow}?...
 //
 // One path from the flow id to a verified outcome. It refuses, in this
-// order: a malformed query or flow id; an unknown flow or one of another
-// provider; a flow started in another browser (and within its lifetime
-// quarantines what that flow made); a flow of another owner; an expired
-// flow (410 with a way to start again); and a result the provider's API
-// does not confirm. A done flow returned to in its own browser is shown
+// order: a malformed flow id; an unknown flow or one of another provider;
+// a flow started in another browser (and within its lifetime quarantines
+// what that flow made); a flow of another owner; an expired flow (410
+// with a way to start again); a malformed query; and a result the
+// provider's API does not confirm. A done flow returned to in its own browser is shown
 // its result again. Otherwise the store completes the flow and saves the
 // connection in one atomic step: of concurrent returns, exactly one stores
 // a connection.
 func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
-	ret, err := returnParams(r.URL.RawQuery)
-	if err != nil {
-		o.fail(w, r, nil, err)
-		return
-	}
 	ctx, cancel := o.deadline(r)
 	defer cancel()
 	p, f := o.requestFlow(ctx, w, r, true)
@@ -56,6 +51,15 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		o.showResult(ctx, w, r, f)
+		return
+	}
+	// The query is read only now, after the checks above: part of it is
+	// the provider echoing what the page was given (CData's connection
+	// name), which an attacker can make malformed, and a refusal of it
+	// must not spare another browser's return its quarantine.
+	ret, err := returnParams(r.URL.RawQuery)
+	if err != nil {
+		o.fail(w, r, f, err, "flow", id)
 		return
 	}
 	pctx, end := o.tel.provider(ctx, f.Provider, "Complete")

@@ -299,3 +299,51 @@ func TestAbandonedReconnectIsQuarantinedCData(t *testing.T) {
 	}
 	require.Equal(t, onboard.Revoked, app.Connections("evil")[0].State)
 }
+
+// TestMalformedReturnIsQuarantined: part of CData's return query is the
+// attacker's to choose: the connection name, which the Edit Connection
+// page fills in with the connection's current name and echoes in
+// cdata_connection_name. mallory names his connection with a TAB and
+// sends his reconnect page to alice. Her browser's return, whose query is
+// malformed, is refused as another browser's and quarantines the
+// connection; it is not refused as malformed first, which would leave the
+// flow pending for mallory's own clean return.
+func TestMalformedReturnIsQuarantined(t *testing.T) {
+	emu := onboardtest.NewEmulators(t, nil)
+	app := onboardtest.New(t, onboardtest.Options{Providers: emu.Providers()})
+	mallory := app.Browser("mallory", "evil")
+	hosted := mallory.Start(app, "cdata", "source=Salesforce")
+	back, err := cdatatest.Fill(t.Context(), mallory.Client, hosted, "evil\tname", "pw")
+	require.NoError(t, err)
+	require.Contains(t, back, "%09", "the emulator keeps the TAB in the name")
+	// mallory's own return is refused too (400), but the connection exists
+	// at CData; he completes it with a clean query carrying its id.
+	require.Equal(t, http.StatusBadRequest, mallory.Get(back).Code)
+	u, _ := url.Parse(back)
+	id := u.Query().Get("cdata_connection_id")
+	clean := u.Scheme + "://" + u.Host + u.Path + "?cdata_connection_id=" + url.QueryEscape(id) + "&cdata_connection_status=success"
+	require.Equal(t, http.StatusSeeOther, mallory.Get(clean).Code)
+	conn := app.Connections("evil")[0]
+
+	// The reconnect page, sent to alice.
+	start := app.Onboarder.StartURL("cdata", onboard.StartOptions{Connection: conn.ID})
+	edit := mallory.Start(app, "cdata", strings.TrimPrefix(start, "/connect/cdata/start?"))
+	alice := app.Browser("alice", "acme")
+	hers, err := cdatatest.Fill(t.Context(), alice.Client, edit, "", "alice-secret")
+	require.NoError(t, err)
+	res := alice.Get(hers)
+	ru, _ := url.Parse(hers)
+	flowID := onboardtest.FlowID(t, hers)
+	f, _, _ := app.Store.Flow(t.Context(), flowID)
+	t.Logf("alice's return: %d; flow state %s", res.Code, f.State)
+
+	// mallory's own clean return of the same flow.
+	mine := ru.Scheme + "://" + ru.Host + ru.Path + "?cdata_connection_id=" + url.QueryEscape(conn.ID) + "&cdata_connection_status=success"
+	res2 := mallory.Get(mine)
+	t.Logf("mallory's return: %d", res2.Code)
+
+	require.Equal(t, http.StatusForbidden, res.Code, "alice's browser came back with mallory's flow: must be refused as another browser's and quarantined")
+	for _, h := range emu.CDataServer.AllConnections() {
+		require.NotEqual(t, conn.ID, h.ID, "alice's credentials stay in mallory's connection")
+	}
+}
