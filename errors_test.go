@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -196,4 +197,27 @@ func TestStartURL(t *testing.T) {
 	require.Equal(t, "/connect/fake/start", u.Path)
 	require.Equal(t, url.Values{"source": {"Sales force"}, "name": {"A&B"}, "return_to": {"/x?y=1"}}, u.Query())
 	require.Equal(t, "/connect/fake/start", e.Onboarder.StartURL("fake", onboard.StartOptions{}))
+}
+
+// TestRetryLinkStaysOnSite: a session store that fails answers a return
+// before the router has cleaned its path; the error page's "Try again"
+// repeats the return, and a path such as //evil.example/return/x must not
+// make that a link to another host.
+func TestRetryLinkStaysOnSite(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	u, err := url.Parse(e.URL())
+	require.NoError(t, err)
+	e.sessions.setFail(true)
+	for _, path := range []string{"//evil.example/return/x?a=1", "/%2Fevil.example/return/x", "/\\evil.example/popup/x"} {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		for _, c := range b.Client.Jar.Cookies(u) {
+			req.AddCookie(c)
+		}
+		rec := httptest.NewRecorder()
+		e.App.Server.Config.Handler.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusServiceUnavailable, rec.Code, path)
+		require.Contains(t, rec.Body.String(), "Try again", path)
+		require.NotRegexp(t, `href="(//|/\\|\\)`, rec.Body.String(), path)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -174,15 +175,15 @@ func startParams(w http.ResponseWriter, r *http.Request) (StartOptions, error) {
 	return opt, nil
 }
 
-// checkValues refuses invalid UTF-8 and control characters in keys and
-// values.
+// checkValues refuses invalid UTF-8 and control characters (C0, DEL and
+// C1) in keys and values.
 func checkValues(v url.Values) error {
 	ok := func(s string) bool {
 		if !utf8.ValidString(s) {
 			return false
 		}
 		for _, c := range s {
-			if c < 0x20 || c == 0x7f {
+			if unicode.IsControl(c) { // C0, DEL and C1
 				return false
 			}
 		}

@@ -61,10 +61,18 @@ h1{font-size:1.4rem}a{color:#0b5cad}</style></head>
 // link's text: the same return (a GET, safe to repeat) when the provider
 // or a store failed during a return, and a fresh start otherwise.
 func (o *Onboarder) retryLink(r *http.Request, f *Flow, err error) (href, text string) {
-	isReturn := r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/return/")
+	isReturn := r.Method == http.MethodGet &&
+		(strings.Contains(r.URL.Path, "/return/") || strings.Contains(r.URL.Path, "/popup/"))
 	switch {
 	case isReturn && retryable(err):
-		return r.URL.RequestURI(), "Try again"
+		// One leading slash: a path the router did not clean ("//evil.example/return/x",
+		// when a session store's failure is answered before routing) must not
+		// become a link to another host.
+		href := "/" + strings.TrimLeft(r.URL.EscapedPath(), "/")
+		if r.URL.RawQuery != "" {
+			href += "?" + r.URL.RawQuery
+		}
+		return href, "Try again"
 	case f == nil:
 		return "", ""
 	case retryable(err), errors.Is(err, ErrFlowExpired),

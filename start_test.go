@@ -187,6 +187,10 @@ func TestStartRefusals(t *testing.T) {
 	require.Contains(t, res.Body, "does not exist")
 	res = b.get(e.URL() + "/connect/fake/start?source=" + strings.Repeat("s", 300))
 	require.Equal(t, http.StatusBadRequest, res.Code)
+	for _, c := range []string{"%00", "%09", "%7F", "%C2%85", "%C2%9B31m"} { // C0, DEL, C1 (NEL, CSI)
+		res = b.get(e.URL() + "/connect/fake/start?source=Sales" + c + "force")
+		require.Equal(t, http.StatusBadRequest, res.Code, "control character %s", c)
+	}
 	require.Zero(t, e.fake.Calls().Begin, "the provider is not asked for refused starts")
 }
 
