@@ -206,7 +206,9 @@ func checkValues(v url.Values) error {
 // browser marks it as coming from another site (Sec-Fetch-Site cross-site
 // or same-site), or it is a HEAD or a prefetch, which must have no effect.
 // Same-origin links, typed URLs and bookmarks (Sec-Fetch-Site same-origin
-// or none) start directly. Without Fetch Metadata (an older browser, or
+// or none) start directly, as do a same-origin page's own fetch and
+// frames; a same-origin image, script or style (Sec-Fetch-Dest) gets the
+// confirmation page. Without Fetch Metadata (an older browser, or
 // no browser at all), a Referer or Origin of another site gets the
 // confirmation page, and a request with neither is taken as a typed URL.
 func (o *Onboarder) needsConfirm(r *http.Request) bool {
@@ -220,7 +222,14 @@ func (o *Onboarder) needsConfirm(r *http.Request) bool {
 	case "cross-site", "same-site":
 		return true
 	case "same-origin", "none":
-		return false
+		// A page of this site may still show content that loads the start
+		// as a subresource (a Markdown image with a relative URL): only a
+		// navigation or a script's own request is the user's start.
+		switch r.Header.Get("Sec-Fetch-Dest") {
+		case "", "document", "iframe", "frame", "empty":
+			return false
+		}
+		return true
 	}
 	for _, page := range []string{r.Header.Get("Origin"), r.Header.Get("Referer")} {
 		if page != "" && !o.ownPage(r, page) {

@@ -347,3 +347,30 @@ func TestNoRoute(t *testing.T) {
 	require.Contains(t, e.log.String(), "outside Config.URL's path")
 	require.Contains(t, e.log.String(), "want_prefix=/connect/")
 }
+
+// TestSameOriginSubresourceDoesNotStart: an <img src="/connect/fake/start?source=x">
+// in content shown on the app's own pages is sent with Sec-Fetch-Site
+// same-origin, Sec-Fetch-Mode no-cors, Sec-Fetch-Dest image and the
+// session cookie. It gets the confirmation page: no flow is admitted, the
+// provider is not asked, and the setup the user has in progress in
+// another tab is not evicted.
+func TestSameOriginSubresourceDoesNotStart(t *testing.T) {
+	e := newEnv(t)
+	alice := e.browser("alice", "acme")
+	inProgress := alice.start("source=Salesforce") // her real setup, in another tab
+
+	img := map[string]string{"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"}
+	begins := e.fake.Calls().Begin
+	started := 0
+	for range onboard.DefaultMaxFlowsPerOwner {
+		e.clock.Add(time.Second)
+		if res, _ := alice.do(http.MethodGet, e.URL()+"/connect/fake/start?source=Attacker", "", img); res.StatusCode == http.StatusFound {
+			started++
+		}
+	}
+	t.Logf("image loads that started a flow: %d; provider Begin calls: %d; her setup: %s %s",
+		started, e.fake.Calls().Begin-begins, e.flow(inProgress).State, e.flow(inProgress).Outcome)
+	require.Zero(t, started, "image loads started flows")
+	require.Equal(t, begins, e.fake.Calls().Begin, "image loads called the provider")
+	require.Equal(t, onboard.FlowPending, e.flow(inProgress).State, "her setup in progress was evicted")
+}
