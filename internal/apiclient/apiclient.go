@@ -52,6 +52,9 @@ type Error struct {
 	Op   string // "GET /v1/connections/x"
 	Kind error
 	Err  error
+	// api is true when the answer's body was a JSON object: the API's
+	// own answer, not a gateway's or a proxy's page.
+	api bool
 }
 
 // Error returns the operation and the cause.
@@ -96,10 +99,21 @@ func Status(err error) int {
 	return 0
 }
 
-// IgnoreNotFound returns nil for a call answered 404 (what it would remove
-// is gone already), and err otherwise.
+// NotFound reports whether a call was answered 404 by the API itself,
+// with a JSON object: what it asked for is not there. A 404 with any other
+// body (a gateway's or a load balancer's page, an empty one) says nothing
+// of the API's records, and is an error like any other: taking it for "not
+// there" would have a refresh report a live connection deleted, or a
+// deletion report done what it never did.
+func NotFound(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.api && Status(err) == http.StatusNotFound
+}
+
+// IgnoreNotFound returns nil for a call the API answered 404 (what it
+// would remove is gone already; see NotFound), and err otherwise.
 func IgnoreNotFound(err error) error {
-	if Status(err) == http.StatusNotFound {
+	if NotFound(err) {
 		return nil
 	}
 	return err
@@ -113,7 +127,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	if in != nil {
 		var err error
 		if body, err = json.Marshal(in); err != nil {
-			return &Error{op, onboard.ErrProvider, err}
+			return &Error{Op: op, Kind: onboard.ErrProvider, Err: err}
 		}
 	}
 	idempotent := method == http.MethodGet || method == http.MethodHead || method == http.MethodDelete || method == http.MethodPut
@@ -165,7 +179,7 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, rd)
 	if err != nil {
-		return &Error{op, onboard.ErrProvider, err}
+		return &Error{Op: op, Kind: onboard.ErrProvider, Err: err}
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -173,29 +187,31 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 	req.Header.Set("Accept", "application/json")
 	if c.Prepare != nil {
 		if err := c.Prepare(ctx, req); err != nil {
-			return &Error{op, onboard.ErrProvider, err}
+			return &Error{Op: op, Kind: onboard.ErrProvider, Err: err}
 		}
 	}
 	res, err := c.HTTP.Do(req)
 	if err != nil {
-		return &Error{op, onboard.ErrProvider, err}
+		return &Error{Op: op, Kind: onboard.ErrProvider, Err: err}
 	}
 	defer res.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(res.Body, maxBody+1))
 	if err != nil {
-		return &Error{op, onboard.ErrProvider, fmt.Errorf("reading the response: %w", err)}
+		return &Error{Op: op, Kind: onboard.ErrProvider, Err: fmt.Errorf("reading the response: %w", err)}
 	}
 	if len(data) > maxBody {
-		return &Error{op, onboard.ErrProvider, fmt.Errorf("%w: body over %d bytes", ErrMalformed, maxBody)}
+		return &Error{Op: op, Kind: onboard.ErrProvider, Err: fmt.Errorf("%w: body over %d bytes", ErrMalformed, maxBody)}
 	}
 	if res.StatusCode < 200 || res.StatusCode > 299 {
-		return &Error{op, kindOf(res.StatusCode), c.Decode(res.StatusCode, data, res.Header)}
+		var obj map[string]json.RawMessage
+		api := json.Unmarshal(data, &obj) == nil && obj != nil
+		return &Error{op, kindOf(res.StatusCode), c.Decode(res.StatusCode, data, res.Header), api}
 	}
 	if out == nil {
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return &Error{op, onboard.ErrProvider, fmt.Errorf("%w: %v", ErrMalformed, err)}
+		return &Error{Op: op, Kind: onboard.ErrProvider, Err: fmt.Errorf("%w: %v", ErrMalformed, err)}
 	}
 	return nil
 }

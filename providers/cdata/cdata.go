@@ -392,7 +392,7 @@ func (p *Provider) findAccount(ctx context.Context, tenant string) (string, erro
 	var a account
 	err := p.call(ctx, "", http.MethodGet, "/poweredby/account/"+url.PathEscape(ext), nil, &a)
 	switch {
-	case apiclient.Status(err) == http.StatusNotFound:
+	case apiclient.NotFound(err):
 		return "", nil
 	case err != nil:
 		return "", err
@@ -548,12 +548,15 @@ func (p *Provider) list(ctx context.Context, sub string, q url.Values) ([]listed
 		path += "?" + q.Encode()
 	}
 	var out struct {
-		Connections []listed `json:"connections"`
+		Connections *[]listed `json:"connections"`
 	}
 	if err := p.call(ctx, sub, http.MethodGet, path, nil, &out); err != nil {
 		return nil, err
 	}
-	return out.Connections, nil
+	if out.Connections == nil { // {} or null: an answer that lists nothing is not an empty list
+		return nil, fmt.Errorf("%w: %w: GET %s answered without its list of connections", onboard.ErrProvider, apiclient.ErrMalformed, path)
+	}
+	return *out.Connections, nil
 }
 
 // flowConnections returns the sub-account's connections whose externalId
@@ -693,19 +696,29 @@ func (p *Provider) deleteConnection(ctx context.Context, sub, id string) error {
 // /poweredby/connection/list) and reports each connection of cs whose
 // state differs: Deleted for one CData no longer holds, Failed with a
 // message for one neither Authenticated nor Conditional, Connected for one
-// that is again. Events have a zero At: they are observations. A tenant
-// without a sub-account has no connections; none is created. On an error
-// nothing is reported and the error is returned.
+// that is again. Events have a zero At: they are observations. No
+// sub-account is created; a tenant without one, whose connections are
+// stored, is an error, as is a list without its connections (a
+// sub-account missing or an empty answer is never taken for every
+// connection deleted). On an error nothing is reported and the error is
+// returned.
 func (p *Provider) Refresh(ctx context.Context, tenant string, cs []onboard.Connection) ([]onboard.Event, error) {
 	sub, err := p.subAccount(ctx, tenant, false)
+	switch {
+	case err != nil:
+		return nil, err
+	case sub == "" && len(cs) > 0:
+		// The connections were made in the tenant's sub-account: one not
+		// found now is an answer to doubt, not a reason to report them all
+		// deleted.
+		return nil, fmt.Errorf("%w: CData found no sub-account for tenant %q, which has %d connections stored",
+			onboard.ErrProvider, tenant, len(cs))
+	case sub == "":
+		return nil, nil
+	}
+	held, err := p.list(ctx, sub, nil)
 	if err != nil {
 		return nil, err
-	}
-	var held []listed
-	if sub != "" {
-		if held, err = p.list(ctx, sub, nil); err != nil {
-			return nil, err
-		}
 	}
 	byID := make(map[string]listed, len(held))
 	for _, c := range held {

@@ -646,11 +646,16 @@ func TestRefresh(t *testing.T) {
 		require.Equal(t, onboard.Connected, e.app.Connections("acme")[0].State)
 		require.Equal(t, 1, pass(t, e).Changed, "the next pass catches up")
 	})
-	t.Run("a tenant without a sub-account has no connections", func(t *testing.T) {
+	t.Run("a tenant without a sub-account deletes nothing", func(t *testing.T) {
+		// Its connections were made in a sub-account: one not found now is
+		// an answer to doubt (a gateway's 404, a lookup that changed).
 		e := newEnv(t, nil)
 		events, err := e.p.Refresh(ctx, "ghost", []onboard.Connection{{Provider: "cdata", ID: "c1", State: onboard.Connected}})
+		require.ErrorIs(t, err, onboard.ErrProvider)
+		require.Empty(t, events)
+		events, err = e.p.Refresh(ctx, "ghost", nil)
 		require.NoError(t, err)
-		require.Equal(t, []onboard.Event{{ConnectionID: "c1", Deleted: true}}, events)
+		require.Empty(t, events)
 		require.Empty(t, e.emu.Accounts(), "none is created")
 	})
 }
@@ -880,8 +885,8 @@ func TestSubAccountOverride(t *testing.T) {
 	res := e.app.Browser("bob", "globex").Get(e.app.URL() + "/connect/cdata/start?source=Salesforce")
 	require.Equal(t, http.StatusInternalServerError, res.Code, "no sub-account for the tenant: a setup mistake")
 	events, err := e.p.Refresh(ctx, "globex", []onboard.Connection{c})
-	require.NoError(t, err)
-	require.Equal(t, []onboard.Event{{ConnectionID: c.ID, Deleted: true}}, events)
+	require.ErrorIs(t, err, onboard.ErrProvider, "no sub-account for connections stored: nothing is taken for deleted")
+	require.Empty(t, events)
 }
 
 // TestCostsBounded: a start and a return make the same API calls whatever

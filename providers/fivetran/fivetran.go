@@ -539,7 +539,7 @@ func (p *Provider) get(ctx context.Context, id string) (connection, bool, error)
 	var c connection
 	err := p.call(ctx, http.MethodGet, connectionPath(id), nil, &c)
 	switch {
-	case apiclient.Status(err) == http.StatusNotFound:
+	case apiclient.NotFound(err):
 		return c, false, nil
 	case err != nil:
 		return c, false, err
@@ -841,7 +841,7 @@ func (p *Provider) RegisterWebhook(ctx context.Context, webhookURL string) (stri
 	}
 	for _, dup := range found[1:] {
 		err := p.call(ctx, http.MethodDelete, "/v1/webhooks/"+url.PathEscape(dup), nil, nil)
-		if err != nil && apiclient.Status(err) != http.StatusNotFound {
+		if err := apiclient.IgnoreNotFound(err); err != nil {
 			return "", err
 		}
 		p.cfg.Logger.InfoContext(ctx, "fivetran: deleted a duplicate webhook", "webhook", dup, "url", webhookURL)
