@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"time"
 )
 
@@ -39,11 +41,14 @@ type Report struct {
 //   - it deletes flows that expired more than Config.Retain ago;
 //   - it asks each [Refresher] provider for the state of connections not
 //     checked for Config.RefreshEvery, a tenant at a time, and applies
-//     what changed as events. A provider that fails (a 429, say) is left
-//     alone until the next pass.
+//     what changed as events. A provider that is down (a 429, a 5xx, no
+//     answer) is left alone until the next pass; a tenant whose refresh
+//     fails otherwise is asked again after Config.RefreshEvery, and the
+//     other tenants go on.
 //
-// Each step takes at most 500 items a pass. Passes on several instances
-// at once are safe: each flow completes once.
+// Each step takes at most 500 items a pass, and each call to the store or
+// a provider has its own deadline (Config.Timeout). Passes on several
+// instances at once are safe: each flow completes once.
 func (o *Onboarder) RunOnce(ctx context.Context) (Report, error) {
 	var rep Report
 	var errs []error
@@ -57,10 +62,10 @@ func (o *Onboarder) RunOnce(ctx context.Context) (Report, error) {
 
 	// Flows to clean up: those expired first, then the others, except
 	// abandoned flows that have not expired yet (cleaned once they have).
-	expired, err := o.cfg.Store.Flows(ctx, FlowQuery{Cleanup: true, ExpiredBefore: now, Limit: runBatch})
-	note(classify(err, ErrStore))
-	dirty, err := o.cfg.Store.Flows(ctx, FlowQuery{Cleanup: true, Limit: runBatch})
-	note(classify(err, ErrStore))
+	expired, err := o.flows(ctx, FlowQuery{Cleanup: true, ExpiredBefore: now, Limit: runBatch})
+	note(err)
+	dirty, err := o.flows(ctx, FlowQuery{Cleanup: true, Limit: runBatch})
+	note(err)
 	seen := make(map[string]bool, len(expired))
 	for _, f := range append(expired, dirty...) {
 		if seen[f.ID] || o.awaitsExpiry(f) {
@@ -74,8 +79,8 @@ func (o *Onboarder) RunOnce(ctx context.Context) (Report, error) {
 		rep.Cleaned++
 	}
 
-	stale, err := o.cfg.Store.Flows(ctx, FlowQuery{ExpiredBefore: now, Limit: runBatch})
-	note(classify(err, ErrStore))
+	stale, err := o.flows(ctx, FlowQuery{ExpiredBefore: now, Limit: runBatch})
+	note(err)
 	for _, f := range stale {
 		var clean bool
 		var serr error
@@ -95,9 +100,11 @@ func (o *Onboarder) RunOnce(ctx context.Context) (Report, error) {
 		}
 	}
 
-	n, err := o.cfg.Store.Prune(ctx, now.Add(-o.cfg.Retain))
-	note(classify(err, ErrStore))
-	rep.Pruned = n
+	o.runStep(ctx, func(ctx context.Context) bool {
+		rep.Pruned, err = o.cfg.Store.Prune(ctx, now.Add(-o.cfg.Retain))
+		note(classify(err, ErrStore))
+		return err == nil
+	})
 
 	for _, p := range o.cfg.Providers {
 		if r, ok := p.(Refresher); ok {
@@ -108,18 +115,52 @@ func (o *Onboarder) RunOnce(ctx context.Context) (Report, error) {
 }
 
 // runStep runs fn under its own deadline (Config.Timeout), as a user's
-// request would be.
+// request would be: every call of the runner to the store or a provider
+// is one step, so that one that hangs costs a pass that long, not the
+// pass.
 func (o *Onboarder) runStep(ctx context.Context, fn func(context.Context) bool) bool {
 	ctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
 	defer cancel()
 	return fn(ctx)
 }
 
+// flows queries the store's flows as one step.
+func (o *Onboarder) flows(ctx context.Context, q FlowQuery) (fs []Flow, err error) {
+	o.runStep(ctx, func(ctx context.Context) bool {
+		fs, err = o.cfg.Store.Flows(ctx, q)
+		return err == nil
+	})
+	return fs, classify(err, ErrStore)
+}
+
+// providerDown reports whether a provider's error says that the provider
+// gave no answer of use: none at all (a timeout, a network error), a 401
+// (its credentials), a 408, a 429 or a 5xx. Any other error (another 4xx,
+// an answer it could not use) is the tenant's it asked about.
+func providerDown(err error) bool {
+	var se interface{ HTTPStatus() int }
+	if errors.As(err, &se) {
+		s := se.HTTPStatus()
+		return s == http.StatusUnauthorized || s == http.StatusRequestTimeout || s == http.StatusTooManyRequests || s >= 500
+	}
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.As(err, &ne)
+}
+
 // refresh checks one provider's least recently checked connections, a
-// tenant at a time, and stops at the provider's first error.
+// tenant at a time. It stops when the provider is down (providerDown),
+// leaving the rest for the next pass. A tenant whose refresh fails
+// otherwise (its sub-account disabled, say) has its connections checked
+// again after Config.RefreshEvery, like the others: left at the front of
+// the queue, it would stop every pass before the other tenants.
 func (o *Onboarder) refresh(ctx context.Context, provider string, r Refresher, now time.Time, rep *Report, note func(error)) {
-	cs, err := o.cfg.Store.Connections(ctx, ConnectionQuery{Provider: provider,
-		CheckedBefore: now.Add(-o.cfg.RefreshEvery), Limit: runBatch})
+	var cs []Connection
+	var err error
+	o.runStep(ctx, func(ctx context.Context) bool {
+		cs, err = o.cfg.Store.Connections(ctx, ConnectionQuery{Provider: provider,
+			CheckedBefore: now.Add(-o.cfg.RefreshEvery), Limit: runBatch})
+		return err == nil
+	})
 	if err != nil {
 		note(classify(err, ErrStore))
 		return
@@ -145,15 +186,28 @@ func (o *Onboarder) refresh(ctx context.Context, provider string, r Refresher, n
 			end(err)
 			return err == nil
 		})
-		if err != nil {
+		if err != nil && providerDown(err) {
 			o.cfg.Logger.WarnContext(ctx, "onboard: refresh stopped until the next pass", "provider", provider,
 				"tenant", tenant, "err", err)
 			note(classify(err, ErrProvider))
 			return
 		}
+		if err != nil {
+			o.cfg.Logger.WarnContext(ctx, "onboard: refresh of a tenant failed; its connections are checked again after RefreshEvery",
+				"provider", provider, "tenant", tenant, "connections", len(byTenant[tenant]), "err", err)
+			note(classify(err, ErrProvider))
+			for _, c := range byTenant[tenant] {
+				o.checked(ctx, c, now, note)
+			}
+			continue
+		}
 		changed := make(map[string]bool, len(events))
 		for _, ev := range events {
-			ok, err := o.apply(ctx, provider, ev, now)
+			var ok bool
+			o.runStep(ctx, func(ctx context.Context) bool {
+				ok, err = o.apply(ctx, provider, ev, now)
+				return err == nil
+			})
 			note(err)
 			changed[ev.ConnectionID] = true
 			if ok {
@@ -177,8 +231,11 @@ func (o *Onboarder) refresh(ctx context.Context, provider string, r Refresher, n
 func (o *Onboarder) checked(ctx context.Context, c Connection, now time.Time, note func(error)) {
 	next := c
 	next.CheckedAt = now
-	_, err := o.cfg.Store.SwapConnection(ctx, c, next)
-	note(classify(err, ErrStore))
+	o.runStep(ctx, func(ctx context.Context) bool {
+		_, err := o.cfg.Store.SwapConnection(ctx, c, next)
+		note(classify(err, ErrStore))
+		return err == nil
+	})
 }
 
 // Run calls RunOnce every interval until ctx ends, logging what each pass

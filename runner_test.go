@@ -2,7 +2,9 @@ package onboard_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/onboardkit/onboard"
+	"github.com/onboardkit/onboard/onboardtest"
 	"github.com/onboardkit/onboard/providers/fake"
 )
 
@@ -193,5 +196,77 @@ func TestRefreshUndoesNothing(t *testing.T) {
 			require.NoError(t, <-done)
 			tt.check(t, e, c)
 		})
+	}
+}
+
+// playFlow starts a flow with provider "fake" in b, plays its hosted page
+// as outcome and returns the return URL.
+func playFlow(t *testing.T, a *onboardtest.App, p *fake.Provider, b *onboardtest.Browser, outcome onboard.State) string {
+	t.Helper()
+	loc := b.Start(a, "fake", "source=Salesforce")
+	u, err := url.Parse(loc)
+	require.NoError(t, err)
+	back, err := p.Finish(u.Query().Get("flow"), outcome)
+	require.NoError(t, err)
+	return back
+}
+
+type tenantFailing struct {
+	*fake.Provider
+	bad string
+}
+
+func (p tenantFailing) Refresh(ctx context.Context, tenant string, cs []onboard.Connection) ([]onboard.Event, error) {
+	if tenant == p.bad {
+		return nil, fmt.Errorf("%w: 403 this sub-account is disabled", onboard.ErrProvider)
+	}
+	return p.Provider.Refresh(ctx, tenant, cs)
+}
+
+// TestOneFailingTenantDoesNotStopRefresh: a tenant whose refresh fails for
+// good (its sub-account disabled, a permission removed) does not stop the
+// runner from noticing changes of every other tenant's connections.
+func TestOneFailingTenantDoesNotStopRefresh(t *testing.T) {
+	f := fake.New("fake")
+	f.URL = onboardtest.Serve(t, f)
+	clock := onboardtest.NewClock(time.Now())
+	a := onboardtest.New(t, onboardtest.Options{Providers: []onboard.Provider{tenantFailing{f, "broken-tenant"}},
+		Config: func(c *onboard.Config) { c.Now = clock.Now }})
+
+	mallory := a.Browser("mallory", "broken-tenant")
+	require.Equal(t, http.StatusSeeOther, mallory.Get(playFlow(t, a, f, mallory, onboard.Connected)).Code)
+	clock.Add(time.Second)
+	alice := a.Browser("alice", "acme")
+	require.Equal(t, http.StatusSeeOther, alice.Get(playFlow(t, a, f, alice, onboard.Connected)).Code)
+	c := a.Connections("acme")[0]
+	f.SetState(c.ID, onboard.Failed) // alice's credentials broke at the provider
+
+	for range 5 {
+		clock.Add(2 * onboard.DefaultRefreshEvery)
+		rep, err := a.Onboarder.RunOnce(t.Context())
+		t.Logf("pass: %+v err=%v", rep, err)
+	}
+	require.Equal(t, onboard.Failed, a.Connections("acme")[0].State,
+		"after 5 passes (10 h) acme's broken connection is still shown as connected")
+}
+
+// TestRunnerStepsHaveDeadlines: the runner's store calls are bounded
+// as its provider calls are (Config.Timeout per step): a database that
+// stops answering costs a pass a bounded time, not the pass itself.
+func TestRunnerStepsHaveDeadlines(t *testing.T) {
+	e := newEnv(t, func(c *onboard.Config) { c.Timeout = 200 * time.Millisecond })
+	b := e.browser("alice", "acme")
+	b.start("source=Salesforce")
+	e.clock.Add(onboard.DefaultFlowTTL + time.Second)
+	e.store.Hang("Flows", 5*time.Second) // the database stops answering (for 5 s here)
+	done := make(chan error, 1)
+	go func() { _, err := e.Onboarder.RunOnce(context.Background()); done <- err }()
+	select {
+	case err := <-done:
+		t.Logf("pass ended: %v", err)
+	case <-time.After(3 * time.Second):
+		e.store.Hang("Flows", 0)
+		<-done // the hang ends by itself
+		t.Fatal("a runner pass was still waiting on the database after 3 s (Timeout 200 ms)")
 	}
 }
