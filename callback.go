@@ -88,7 +88,7 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	c = o.fill(c, *f)
 	cleanup := c.ID == "" && !f.Reconnect // nothing attached: remove what the flow made
-	if err := o.cfg.Store.CompleteFlow(ctx, f.ID, c, cleanup); err != nil {
+	if err := o.completeFlow(ctx, *f, c, cleanup); err != nil {
 		if errors.Is(err, ErrFlowUsed) { // a concurrent return won
 			o.showDone(ctx, w, r, f.ID)
 			return

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -220,4 +221,63 @@ func TestRetryLinkStaysOnSite(t *testing.T) {
 		require.Contains(t, rec.Body.String(), "Try again", path)
 		require.NotRegexp(t, `href="(//|/\\|\\)`, rec.Body.String(), path)
 	}
+}
+
+// lostAnswers is a store whose next n completions are stored but answer an
+// error, as a database connection that drops after COMMIT does.
+type lostAnswers struct {
+	onboard.Store
+	n atomic.Int32
+}
+
+func (s *lostAnswers) CompleteFlow(ctx context.Context, id string, c onboard.Connection, cleanup bool) error {
+	err := s.Store.CompleteFlow(ctx, id, c, cleanup)
+	if err == nil && s.n.Add(-1) >= 0 {
+		return errors.New("read tcp 10.0.0.5:5432: connection reset by peer")
+	}
+	return err
+}
+
+// TestCompletionWhoseAnswerWasLost: the store stored a completion but its
+// answer was lost. The flow is read again and found done as asked: the
+// return shows the result and fires its hook, once, and so does the
+// runner's settling of an expired flow; a reload fires nothing more.
+func TestCompletionWhoseAnswerWasLost(t *testing.T) {
+	t.Run("return", func(t *testing.T) {
+		s := &lostAnswers{}
+		e := newEnv(t, func(c *onboard.Config) { s.Store = c.Store; c.Store = s })
+		b := e.browser("alice", "acme")
+		back := b.finish(b.start("source=Salesforce"), onboard.Connected)
+		s.n.Store(1)
+		res := b.get(back)
+		require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
+		require.Equal(t, []string{"connected"}, e.hooks.list())
+		require.Equal(t, http.StatusSeeOther, b.get(back).Code, "a reload")
+		require.Equal(t, []string{"connected"}, e.hooks.list())
+		require.Len(t, e.Connections("acme"), 1)
+	})
+	t.Run("runner", func(t *testing.T) {
+		s := &lostAnswers{}
+		e := newEnv(t, func(c *onboard.Config) { s.Store = c.Store; c.Store = s })
+		b := e.browser("alice", "acme")
+		b.start("source=Salesforce") // walks away
+		e.clock.Add(onboard.DefaultFlowTTL + time.Second)
+		s.n.Store(1)
+		rep, err := e.Onboarder.RunOnce(t.Context())
+		require.NoError(t, err)
+		require.Equal(t, 1, rep.Settled)
+		require.Equal(t, []string{"abandoned"}, e.hooks.list())
+	})
+	t.Run("the store is down", func(t *testing.T) {
+		// A completion that failed, and a flow that is still pending when
+		// read again: the error page, and a retry later completes.
+		e := newEnv(t)
+		b := e.browser("alice", "acme")
+		back := b.finish(b.start("source=Salesforce"), onboard.Connected)
+		e.store.Fail("CompleteFlow", 1)
+		require.Equal(t, http.StatusServiceUnavailable, b.get(back).Code)
+		require.Empty(t, e.hooks.list())
+		require.Equal(t, http.StatusSeeOther, b.get(back).Code)
+		require.Equal(t, []string{"connected"}, e.hooks.list())
+	})
 }

@@ -61,7 +61,7 @@ func (o *Onboarder) evictOldest(ctx context.Context, owner Owner, now time.Time)
 func (o *Onboarder) settle(ctx context.Context, f Flow, outcome State, why string) (clean bool, err error) {
 	cleanup := !f.Reconnect || outcome == Revoked
 	c := o.fill(Connection{State: outcome}, f)
-	if err := o.cfg.Store.CompleteFlow(ctx, f.ID, c, cleanup); err != nil {
+	if err := o.completeFlow(ctx, f, c, cleanup); err != nil {
 		return false, classify(err, ErrStore)
 	}
 	o.tel.flow(ctx, o.tel.completed, f.Provider, outcome)
@@ -72,6 +72,37 @@ func (o *Onboarder) settle(ctx context.Context, f Flow, outcome State, why strin
 	}
 	f.State, f.Outcome = FlowDone, outcome
 	return !cleanup || o.cleanup(ctx, f), nil
+}
+
+// completeFlow completes pending flow f with c through the store
+// (Store.CompleteFlow). A store's error may come after its write
+// committed: the connection dropped, or the deadline ended, as the
+// database answered. So on an error other than the flow's being done or
+// unknown, the flow is read again, under a deadline of its own; found done
+// as this call asked (outcome, message and connection), it was completed
+// by this call, which then goes on as completed: its hook fires and the
+// user sees the result. Only a concurrent completion of the same flow with
+// the same result, whose own answer came back, can have fired the hook
+// too.
+func (o *Onboarder) completeFlow(ctx context.Context, f Flow, c Connection, cleanup bool) error {
+	err := o.cfg.Store.CompleteFlow(ctx, f.ID, c, cleanup)
+	if err == nil || errors.Is(err, ErrFlowUsed) || errors.Is(err, ErrUnknownFlow) {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.Timeout)
+	defer cancel()
+	got, found, rerr := o.cfg.Store.Flow(rctx, f.ID)
+	conn := f.ConnectionID
+	if c.ID != "" {
+		conn = c.ID
+	}
+	if rerr != nil || !found || got.State != FlowDone || got.Outcome != c.State || got.Message != c.Message ||
+		got.ConnectionID != conn {
+		return err
+	}
+	o.cfg.Logger.WarnContext(ctx, "onboard: the store failed to answer a completion it had stored; going on as completed",
+		"flow", f.ID, "provider", f.Provider, "err", err)
+	return nil
 }
 
 // cleanup removes what a done flow made at the provider and clears the
