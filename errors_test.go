@@ -167,7 +167,7 @@ func TestSessionSaveFailsAsTheAnswerIsWritten(t *testing.T) {
 	id := b.start("source=Salesforce")
 	require.Equal(t, http.StatusSeeOther, b.get(b.finish(id, onboard.Connected)).Code)
 	// The flow whose redirect was lost is settled by the runner.
-	e.clock.Add(onboard.DefaultFlowTTL + 1)
+	e.clock.Add(onboard.DefaultFlowTTL + onboard.DefaultTimeout + 1)
 	rep, err := e.Onboarder.RunOnce(t.Context())
 	require.NoError(t, err)
 	require.Equal(t, 1, rep.Settled)
@@ -261,7 +261,7 @@ func TestCompletionWhoseAnswerWasLost(t *testing.T) {
 		e := newEnv(t, func(c *onboard.Config) { s.Store = c.Store; c.Store = s })
 		b := e.browser("alice", "acme")
 		b.start("source=Salesforce") // walks away
-		e.clock.Add(onboard.DefaultFlowTTL + time.Second)
+		e.clock.Add(onboard.DefaultFlowTTL + onboard.DefaultTimeout + time.Second)
 		s.n.Store(1)
 		rep, err := e.Onboarder.RunOnce(t.Context())
 		require.NoError(t, err)

@@ -93,7 +93,7 @@ func TestFixationReconcilerNeverAttaches(t *testing.T) {
 	mallory := e.browser("mallory", "evil")
 	id := mallory.start("source=Salesforce")
 	e.victimFills(id)
-	e.clock.Add(onboard.DefaultFlowTTL + 1)
+	e.clock.Add(onboard.DefaultFlowTTL + onboard.DefaultTimeout + 1)
 	rep, err := e.Onboarder.RunOnce(t.Context())
 	require.NoError(t, err)
 	require.Equal(t, 1, rep.Settled)

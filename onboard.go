@@ -431,7 +431,9 @@ type Config struct {
 	MaxFlowsPerTenant int
 	// Timeout is the one deadline of a user-facing request: every provider
 	// call, retry and backoff and every store call of a start or a return
-	// fits in it. Default 20 seconds.
+	// fits in it. Each step of the runner has it too, and the runner
+	// settles a pending flow only once it expired Timeout ago, so that a
+	// return that came in time completes first. Default 20 seconds.
 	Timeout time.Duration
 	// DonePath is the same-origin path shown after a return when the start
 	// named no return_to, and linked from error pages. Default "/".

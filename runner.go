@@ -79,7 +79,11 @@ func (o *Onboarder) RunOnce(ctx context.Context) (Report, error) {
 		rep.Cleaned++
 	}
 
-	stale, err := o.flows(ctx, FlowQuery{ExpiredBefore: now, Limit: runBatch})
+	// A pending flow is settled once it expired Config.Timeout ago: a
+	// return that came within the flow's lifetime, still asking its
+	// provider then, completes first; so does one that reached an instance
+	// whose clock runs up to that much behind this one's.
+	stale, err := o.flows(ctx, FlowQuery{ExpiredBefore: now.Add(-o.cfg.Timeout), Limit: runBatch})
 	note(err)
 	for _, f := range stale {
 		var clean bool

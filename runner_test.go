@@ -67,7 +67,7 @@ func TestRunnerSettlesAndRetries(t *testing.T) {
 	// The second flow's browser came back in time; the first walked away.
 	e.clock.Add(-2 * time.Second)
 	require.Equal(t, 303, b.get(back).Code)
-	e.clock.Add(2 * time.Second)
+	e.clock.Add(2*time.Second + onboard.DefaultTimeout) // the runner settles a flow Timeout after its expiry
 
 	e.fake.FailCancel(onboard.ErrProvider)
 	rep, err := e.Onboarder.RunOnce(t.Context())

@@ -254,7 +254,7 @@ func TestSessionFailsAfterBegin(t *testing.T) {
 			require.Empty(t, res.Location)
 			require.Equal(t, 1, r.pending(t))
 
-			r.clock.Add(onboard.DefaultFlowTTL + time.Second)
+			r.clock.Add(onboard.DefaultFlowTTL + onboard.DefaultTimeout + time.Second)
 			rep, err := r.app.Onboarder.RunOnce(context.Background())
 			require.NoError(t, err)
 			require.Equal(t, 1, rep.Settled)

@@ -159,7 +159,7 @@ func TestChaos(t *testing.T) {
 			lastStart = u.lastStart
 		}
 	}
-	time.Sleep(time.Until(lastStart.Add(chaosFlowTTL + time.Second)))
+	time.Sleep(time.Until(lastStart.Add(chaosFlowTTL + chaosTimeout + time.Second))) // the runner settles a flow Timeout after its expiry
 	store := directStore(t, direct)
 	left, err := store.Flows(context.Background(), onboard.FlowQuery{})
 	require.NoError(t, err)

@@ -432,7 +432,7 @@ func TestEarlyEventKeptUntilReturn(t *testing.T) {
 // Fivetran reported: the runner settles it and deletes the connection.
 func TestEventWithoutBrowserAttachesNothing(t *testing.T) {
 	const ttl = time.Second
-	e := newEnv(t, options{app: func(c *onboard.Config) { c.FlowTTL = ttl }})
+	e := newEnv(t, options{app: func(c *onboard.Config) { c.FlowTTL, c.Timeout = ttl, time.Second }})
 	e.register(e.webhookURL())
 	b := e.app.Browser("alice", "acme")
 	e.fill(b, query("source", "Salesforce"), "token") // the browser never returns
@@ -442,7 +442,7 @@ func TestEventWithoutBrowserAttachesNothing(t *testing.T) {
 	rep, err := e.app.Onboarder.RunOnce(context.Background())
 	require.NoError(t, err)
 	require.Zero(t, rep.Settled, "not expired yet")
-	time.Sleep(ttl + 100*time.Millisecond)
+	time.Sleep(2*ttl + 150*time.Millisecond) // its lifetime, and Timeout after it
 	rep, err = e.app.Onboarder.RunOnce(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, 1, rep.Settled)

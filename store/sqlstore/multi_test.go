@@ -140,7 +140,7 @@ func TestManyInstances(t *testing.T) {
 // may cancel it again).
 func TestRunnersOnManyInstances(t *testing.T) {
 	const ttl = 500 * time.Millisecond
-	c := newCluster(t, 3, func(cfg *onboard.Config) { cfg.FlowTTL = ttl })
+	c := newCluster(t, 3, func(cfg *onboard.Config) { cfg.FlowTTL, cfg.Timeout = ttl, time.Second })
 	const flows = 12
 	var ids []string
 	for i := range flows {
@@ -155,7 +155,7 @@ func TestRunnersOnManyInstances(t *testing.T) {
 		}
 	}
 	require.Len(t, c.provider.Connections(), flows/2)
-	time.Sleep(ttl + 100*time.Millisecond)
+	time.Sleep(ttl + time.Second + 100*time.Millisecond) // the lifetime, and Timeout after it
 
 	reports := make([]onboard.Report, len(c.instances))
 	errs := make([]error, len(c.instances))
