@@ -178,10 +178,9 @@ func WithOwner(ctx context.Context, o onboard.Owner) context.Context {
 	return context.WithValue(ctx, ownerKey{}, o)
 }
 
-// OwnerFromContext returns the owner [RequireOwner] put in the context.
-// It has the signature of a part of onboard.Config.Owner:
-//
-//	Owner: func(r *http.Request) (onboard.Owner, error) { return middleware.OwnerFromContext(r.Context()) }
+// OwnerFromContext returns the owner [RequireOwner] put in the context,
+// for the app's own handlers behind it. onboard.Config.Owner is not one of
+// those: give it the identify function that RequireOwner is given.
 func OwnerFromContext(ctx context.Context) (onboard.Owner, error) {
 	o, ok := ctx.Value(ownerKey{}).(onboard.Owner)
 	if !ok || o.IsZero() {
@@ -193,6 +192,16 @@ func OwnerFromContext(ctx context.Context) (onboard.Owner, error) {
 // RequireOwner returns middleware that identifies the signed-in owner with
 // identify and puts it in the request context ([OwnerFromContext]). A
 // request with nobody signed in goes to denied; a nil denied answers 401.
+//
+// It is for the app's own routes (a page that deletes a connection, say).
+// Never wrap onboard's handler with it: a webhook carries no session, and
+// a return in a browser where nobody is signed in must reach onboard,
+// which refuses it and quarantines what its flow made. onboard asks
+// Config.Owner itself; give it identify:
+//
+//	ob, err := onboard.New(onboard.Config{Owner: identify, ...})
+//	mux.Handle("/connect/", ob.Handler())
+//	mux.Handle("POST /connections/delete", middleware.RequireOwner(identify, nil)(deleteHandler))
 func RequireOwner(identify func(*http.Request) (onboard.Owner, error), denied http.Handler) func(http.Handler) http.Handler {
 	if denied == nil {
 		denied = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
