@@ -574,6 +574,12 @@ func New(cfg Config) (*Onboarder, error) {
 			*c.n = c.def
 		}
 	}
+	if l, ok := cfg.Sessions.(interface{ SessionLifetime() time.Duration }); ok && l.SessionLifetime() > 0 && l.SessionLifetime() < cfg.FlowTTL {
+		return nil, fmt.Errorf("%w: sessions end after %s without a request, sooner than a flow's lifetime (FlowTTL %s): "+
+			"a user who stays on the provider's page longer comes back without the session that started the flow, "+
+			"and the return is refused as another browser's and what it made is deleted; "+
+			"raise the session manager's IdleTimeout and Lifetime, or lower FlowTTL", ErrConfig, l.SessionLifetime(), cfg.FlowTTL)
+	}
 	if cfg.MaxFlowsPerTenant < cfg.MaxFlowsPerOwner {
 		return nil, fmt.Errorf("%w: MaxFlowsPerTenant (%d) is below MaxFlowsPerOwner (%d)", ErrConfig, cfg.MaxFlowsPerTenant, cfg.MaxFlowsPerOwner)
 	}

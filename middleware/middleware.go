@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/alexedwards/scs/v2"
 
@@ -58,6 +59,18 @@ func NewSCS(sm *scs.SessionManager) (*SCS, error) {
 		}
 	}
 	return &SCS{sm: sm}, nil
+}
+
+// SessionLifetime is the longest a session can go without a request: the
+// session manager's IdleTimeout when it has one, and its Lifetime when that
+// is shorter. onboard.New refuses a FlowTTL longer than it: a user on the
+// provider's page makes no request of the app, and one who came back
+// after the session ended would be taken for another browser.
+func (s *SCS) SessionLifetime() time.Duration {
+	if s.sm.IdleTimeout > 0 && s.sm.IdleTimeout < s.sm.Lifetime {
+		return s.sm.IdleTimeout
+	}
+	return s.sm.Lifetime
 }
 
 var errNoSession = fmt.Errorf("%w: wrap the handler in middleware.LoadAndSave(sessionManager, ob.SessionError)", onboard.ErrNoSession)
