@@ -390,6 +390,12 @@ func checkRedirect(s string) error {
 
 // owner identifies the signed-in owner.
 func (o *Onboarder) owner(r *http.Request) (Owner, error) {
+	// The browser binding first: an Owner that reads the app's scs session
+	// panics when the request reached onboard without LoadAndSave, which
+	// the binding reports as ErrNoSession.
+	if _, err := o.browserKey(r.Context(), false); err != nil {
+		return Owner{}, err
+	}
 	owner, err := o.cfg.Owner(r)
 	if err != nil {
 		if errors.Is(err, ErrSession) || errors.Is(err, ErrNoSession) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/onboardkit/onboard"
 	"github.com/onboardkit/onboard/middleware"
+	"github.com/onboardkit/onboard/onboardtest"
 	"github.com/onboardkit/onboard/providers/fake"
 	"github.com/onboardkit/onboard/store/memstore"
 )
@@ -207,25 +208,34 @@ func TestRequestSizeLimits(t *testing.T) {
 	require.Equal(t, 1, e.fake.Calls().Begin)
 }
 
+// TestMissingSessionMiddleware: a handler mounted outside LoadAndSave
+// answers the page that says sessions are not set up, also when the app's
+// Owner reads the scs session (which panics without LoadAndSave).
 func TestMissingSessionMiddleware(t *testing.T) {
 	sm := scs.New()
 	sessions, err := middleware.NewSCS(sm)
 	require.NoError(t, err)
-	p := fake.New("fake")
-	ob, err := onboard.New(onboard.Config{
-		URL: "http://app.example/connect", Providers: []onboard.Provider{p},
-		Store: memstore.New(memstore.Options{}), Sessions: sessions,
-		Owner:  func(*http.Request) (onboard.Owner, error) { return onboard.Owner{Tenant: "t", User: "u"}, nil },
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	require.NoError(t, err)
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest("GET", "/connect/fake/start", nil)
-	req.Header.Set("Sec-Fetch-Site", "same-origin")
-	ob.Handler().ServeHTTP(rec, req)
-	require.Equal(t, http.StatusInternalServerError, rec.Code)
-	require.Contains(t, rec.Body.String(), "Sessions are not set up")
-	require.Zero(t, p.Calls().Begin)
+	for name, owner := range map[string]func(*http.Request) (onboard.Owner, error){
+		"an Owner of its own":             func(*http.Request) (onboard.Owner, error) { return onboard.Owner{Tenant: "t", User: "u"}, nil },
+		"an Owner that reads the session": onboardtest.Owner(sm),
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := fake.New("fake")
+			ob, err := onboard.New(onboard.Config{
+				URL: "http://app.example/connect", Providers: []onboard.Provider{p},
+				Store: memstore.New(memstore.Options{}), Sessions: sessions, Owner: owner,
+				Logger: slog.New(slog.DiscardHandler),
+			})
+			require.NoError(t, err)
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("GET", "/connect/fake/start", nil)
+			req.Header.Set("Sec-Fetch-Site", "same-origin")
+			ob.Handler().ServeHTTP(rec, req)
+			require.Equal(t, http.StatusInternalServerError, rec.Code)
+			require.Contains(t, rec.Body.String(), "Sessions are not set up")
+			require.Zero(t, p.Calls().Begin)
+		})
+	}
 }
 
 func TestResultURLReplacesResultParameters(t *testing.T) {
