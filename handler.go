@@ -293,6 +293,12 @@ func (o *Onboarder) start(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := o.deadline(r)
 	defer cancel()
+	if !strings.EqualFold(r.Host, o.host) && !strings.EqualFold(r.Header.Get("X-Forwarded-Host"), o.host) {
+		o.cfg.Logger.WarnContext(ctx, "onboard: a start came to another host than Config.URL's: the browser's session cookie, "+
+			"set for that host, does not come back with the return to Config.URL, so the return will be refused as another "+
+			"browser's; serve the app at Config.URL's host (127.0.0.1 and localhost are two hosts), "+
+			"or behind a proxy that keeps the Host header", "host", r.Host, "url_host", o.host)
+	}
 	now := o.cfg.Now()
 	f := Flow{
 		ID:        newFlowID(),

@@ -384,3 +384,36 @@ func TestSameOriginSubresourceDoesNotStart(t *testing.T) {
 	require.Equal(t, begins, e.fake.Calls().Begin, "image loads called the provider")
 	require.Equal(t, onboard.FlowPending, e.flow(inProgress).State, "her setup in progress was evicted")
 }
+
+// TestStartOnAnotherHostWarns: a start that came to another host than
+// Config.URL's (127.0.0.1 where it says localhost) will not get its
+// session cookie back at the return: it logs a warning that names both.
+func TestStartOnAnotherHostWarns(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	b.start("source=Salesforce")
+	require.NotContains(t, e.log.String(), "another host")
+
+	u, err := url.Parse(e.URL())
+	require.NoError(t, err)
+	for _, fwd := range []string{"", u.Host} {
+		req := httptest.NewRequest(http.MethodGet, "/connect/fake/start?source=Salesforce", nil)
+		req.Host = "other.example"
+		req.Header.Set("Sec-Fetch-Site", "none")
+		if fwd != "" {
+			req.Header.Set("X-Forwarded-Host", fwd) // behind a proxy that rewrote Host
+		}
+		for _, c := range b.Client.Jar.Cookies(u) {
+			req.AddCookie(c)
+		}
+		rec := httptest.NewRecorder()
+		e.App.Server.Config.Handler.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusFound, rec.Code, rec.Body.String())
+		if fwd == "" {
+			require.Contains(t, e.log.String(), "another host")
+			require.Contains(t, e.log.String(), "host=other.example url_host="+u.Host)
+		} else {
+			require.Equal(t, 1, strings.Count(e.log.String(), "another host"), "not again behind the proxy")
+		}
+	}
+}
