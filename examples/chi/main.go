@@ -188,15 +188,14 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer, ready f
 
 	// The routes, on a chi router: onboard's, mounted without stripping
 	// its prefix, and the app's own pages. Around them, one deadline for
-	// the whole request, onboard's Timeout (loading the session runs under
-	// it too, so a database that stops answering costs a user at most
-	// that, then the error page), the standard library's cross-origin
-	// protection, and the session middleware, whose failures render the
-	// same error page as onboard's.
+	// the whole request (demo.Deadline: onboard's Timeout, and a little
+	// more for loading and saving the session), the standard library's
+	// cross-origin protection, and the session middleware, whose failures
+	// render the same error page as onboard's.
 	router := chi.NewRouter()
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(pages.CrossOrigin))
-	router.Use(chimw.Recoverer, deadline(env.Timeout), cop.Handler,
+	router.Use(chimw.Recoverer, demo.Deadline(env.Timeout), cop.Handler,
 		middleware.LoadAndSave(sessionManager, ob.SessionError))
 	router.Mount("/connect", ob.Handler()) // start, return, popup, status, webhook
 	router.Get("/", pages.Home)
@@ -257,19 +256,4 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer, ready f
 		return server.Close()
 	}
 	return nil
-}
-
-// deadline gives every request the deadline d (onboard's default Timeout
-// for 0).
-func deadline(d time.Duration) func(http.Handler) http.Handler {
-	if d == 0 {
-		d = onboard.DefaultTimeout
-	}
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ctx, cancel := context.WithTimeout(r.Context(), d)
-			defer cancel()
-			next.ServeHTTP(w, r.WithContext(ctx))
-		})
-	}
 }

@@ -195,9 +195,8 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer, ready f
 	// The routes: onboard's, and the app's own pages. Around them, the
 	// session middleware, whose failures render the same error page as
 	// onboard's, the standard library's cross-origin protection, and one
-	// deadline for the whole request, onboard's Timeout: loading the
-	// session runs under it too, so a database that stops answering costs
-	// a user at most that, then the error page.
+	// deadline for the whole request (demo.Deadline): onboard's Timeout,
+	// and a little more for loading and saving the session.
 	mux := http.NewServeMux()
 	mux.Handle("/connect/", ob.Handler()) // start, return, popup, status, webhook
 	mux.HandleFunc("GET /{$}", pages.Home)
@@ -206,7 +205,7 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer, ready f
 	mux.Handle("POST /connections/delete", pages.RequireOwner(http.HandlerFunc(pages.Delete)))
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(pages.CrossOrigin))
-	var handler http.Handler = withDeadline(env.Timeout,
+	var handler http.Handler = demo.Deadline(env.Timeout)(
 		cop.Handler(middleware.LoadAndSave(sessionManager, ob.SessionError)(mux)))
 	if !env.PublicURLSet {
 		// Browsers that open 127.0.0.1 are sent to localhost, the host
@@ -262,17 +261,4 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer, ready f
 		return server.Close()
 	}
 	return nil
-}
-
-// withDeadline gives every request the deadline d (onboard's default
-// Timeout for 0).
-func withDeadline(d time.Duration, next http.Handler) http.Handler {
-	if d == 0 {
-		d = onboard.DefaultTimeout
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), d)
-		defer cancel()
-		next.ServeHTTP(w, r.WithContext(ctx))
-	})
 }
