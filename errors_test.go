@@ -201,9 +201,9 @@ func TestStartURL(t *testing.T) {
 }
 
 // TestRetryLinkStaysOnSite: a session store that fails answers a return
-// before the router has cleaned its path; the error page's "Try again"
-// repeats the return, and a path such as //evil.example/return/x must not
-// make that a link to another host.
+// before onboard's handler ran; the error page's "Try again" repeats the
+// return, and a path such as //evil.example/return/x must not make that,
+// or a redirect to the cleaned path, a link to another host.
 func TestRetryLinkStaysOnSite(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser("alice", "acme")
@@ -217,9 +217,16 @@ func TestRetryLinkStaysOnSite(t *testing.T) {
 		}
 		rec := httptest.NewRecorder()
 		e.App.Server.Config.Handler.ServeHTTP(rec, req)
-		require.Equal(t, http.StatusServiceUnavailable, rec.Code, path)
-		require.Contains(t, rec.Body.String(), "Try again", path)
-		require.NotRegexp(t, `href="(//|/\\|\\)`, rec.Body.String(), path)
+		switch rec.Code {
+		case http.StatusServiceUnavailable:
+			require.Contains(t, rec.Body.String(), "Try again", path)
+			require.NotRegexp(t, `href="(//|/\\|\\)`, rec.Body.String(), path)
+		case http.StatusTemporaryRedirect, http.StatusMovedPermanently: // the router cleaned the path first
+			loc := rec.Header().Get("Location")
+			require.Regexp(t, `^/[^/\\]`, loc, path)
+		default:
+			t.Fatalf("%s: answered %d", path, rec.Code)
+		}
 	}
 }
 

@@ -38,8 +38,20 @@ const (
 // It needs the session middleware around it; for scs,
 // middleware.LoadAndSave(sessionManager, o.SessionError), which renders a
 // session store's failure through Config.Error.
-func (o *Onboarder) Handler() http.Handler {
+func (o *Onboarder) Handler() http.Handler { return o.routes(nil) }
+
+// routes returns the mux of the handler's routes, under Config.URL's path.
+// With only, every route is served by only: a session failure answered
+// before the handler ran is routed so, for its page to know which route
+// the request was for (a popup's return, the status endpoint).
+func (o *Onboarder) routes(only http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
+	handle := func(pattern string, h http.Handler) {
+		if only != nil {
+			h = only
+		}
+		mux.Handle(pattern, h)
+	}
 	p := o.basePath
 	start := http.HandlerFunc(o.start)
 	// A POST start changes state: cross-origin posts are refused through
@@ -48,15 +60,15 @@ func (o *Onboarder) Handler() http.Handler {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o.fail(w, r, nil, ErrCrossOrigin)
 	}))
-	mux.Handle("GET "+p+"/{provider}/start", start)
-	mux.Handle("POST "+p+"/{provider}/start", cop.Handler(start))
-	mux.Handle("GET "+p+"/{provider}/return/{flow}", http.HandlerFunc(o.callback))
-	mux.Handle("GET "+p+"/{provider}/popup/{flow}", http.HandlerFunc(o.callback))
-	mux.Handle("GET "+p+"/{provider}/status/{flow}", http.HandlerFunc(o.status))
-	mux.Handle("POST "+p+"/{provider}/webhook", http.HandlerFunc(o.webhook))
+	handle("GET "+p+"/{provider}/start", start)
+	handle("POST "+p+"/{provider}/start", cop.Handler(start))
+	handle("GET "+p+"/{provider}/return/{flow}", http.HandlerFunc(o.callback))
+	handle("GET "+p+"/{provider}/popup/{flow}", http.HandlerFunc(o.callback))
+	handle("GET "+p+"/{provider}/status/{flow}", http.HandlerFunc(o.status))
+	handle("POST "+p+"/{provider}/webhook", http.HandlerFunc(o.webhook))
 	// The least specific pattern: whatever matches no route above, by
 	// path or by method.
-	mux.Handle("/", http.HandlerFunc(o.noRoute))
+	handle("/", http.HandlerFunc(o.noRoute))
 	return mux
 }
 

@@ -451,7 +451,10 @@ type Config struct {
 	Result http.Handler
 	// Error handles a refused or failed request; [ErrorFromContext] gives
 	// the error, [StatusCode] and [Message] its status and safe text. The
-	// default writes a small HTML page.
+	// default writes a small HTML page. For an ErrSession (the session
+	// store failed) it must not read the session, which the request may
+	// not have: a page that does (a layout that shows who is signed in)
+	// and panics is replaced by the default page.
 	Error http.Handler
 	// Confirm answers a GET start that a browser marks as coming from
 	// another site: no flow is made until the user confirms. Its request

@@ -32,7 +32,19 @@ func (o *Onboarder) fail(w http.ResponseWriter, r *http.Request, f *Flow, err er
 	if f != nil {
 		out.flow, out.hasFlow = *f, true
 	}
-	o.cfg.Error.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outcomeKey{}, out)))
+	r = r.WithContext(context.WithValue(r.Context(), outcomeKey{}, out))
+	if errors.Is(err, ErrSession) {
+		// An app's page that shows who is signed in reads the session,
+		// which scs answers with a panic when it could not be loaded.
+		defer func() {
+			if p := recover(); p != nil {
+				o.cfg.Logger.ErrorContext(r.Context(), "onboard: Config.Error panicked on a session failure (it must not use the session then); onboard's own page was shown",
+					"panic", fmt.Sprint(p))
+				o.defaultError(w, r)
+			}
+		}()
+	}
+	o.cfg.Error.ServeHTTP(w, r)
 }
 
 // SessionError renders a failure of the session layer (loading or saving
@@ -42,8 +54,20 @@ func (o *Onboarder) fail(w http.ResponseWriter, r *http.Request, f *Flow, err er
 // once:
 //
 //	handler := middleware.LoadAndSave(sessionManager, ob.SessionError)(mux)
+//
+// A failure to load the session comes before the router: the request is
+// routed here first, so that a popup's return still tells the window that
+// opened it and the status endpoint still answers JSON. Config.Error must
+// not use the session then (the request has none); if it panics for that
+// reason, onboard's own page is shown in its place.
 func (o *Onboarder) SessionError(w http.ResponseWriter, r *http.Request, err error) {
-	o.fail(w, r, nil, fmt.Errorf("%w: %w", ErrSession, err))
+	err = fmt.Errorf("%w: %w", ErrSession, err)
+	fail := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { o.fail(w, r, nil, err) })
+	if r.Pattern == "" {
+		o.routes(fail).ServeHTTP(w, r)
+		return
+	}
+	fail(w, r)
 }
 
 var errorPage = template.Must(template.New("error").Parse(`<!doctype html>

@@ -1,0 +1,99 @@
+package onboard_test
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/alexedwards/scs/v2"
+	scsmem "github.com/alexedwards/scs/v2/memstore"
+	"github.com/stretchr/testify/require"
+
+	"github.com/onboardkit/onboard"
+	"github.com/onboardkit/onboard/onboardtest"
+	"github.com/onboardkit/onboard/providers/fake"
+)
+
+// TestPopupRetryRetriesTheReturn: a provider outage while a popup's
+// return is verified leaves the flow pending, and the popup's page offers
+// to try that return again (as the same-window return does), not a fresh
+// start that makes the user fill in the provider's page once more.
+func TestPopupRetryRetriesTheReturn(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	loc := b.Start(e.App, "fake", "source=Salesforce&display=popup")
+	u, _ := url.Parse(loc)
+	back := b.finish(u.Query().Get("flow"), onboard.Connected)
+	e.fake.FailComplete(fmt.Errorf("%w: 503", onboard.ErrProvider))
+	page := b.get(back)
+	require.Equal(t, http.StatusBadGateway, page.Code)
+	bu, _ := url.Parse(back)
+	require.Contains(t, page.Body, `href="`+bu.Path, "the page's retry link: %s", page.Body)
+}
+
+// TestStatusJSONWhenSessionsFail: the status endpoint, polled by a
+// page's script, answers JSON even when the session store fails.
+func TestStatusJSONWhenSessionsFail(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	id := b.start("source=Salesforce")
+	e.sessions.setFail(true)
+	res, body := b.do("GET", e.URL()+"/connect/fake/status/"+id, "", nil)
+	require.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
+	require.Equal(t, "application/json", res.Header.Get("Content-Type"), body)
+}
+
+// TestPopupReturnWhenSessionsFail: a popup's return while the session
+// store is down tells the window that opened it, and offers to try the
+// return again.
+func TestPopupReturnWhenSessionsFail(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser("alice", "acme")
+	loc := b.Start(e.App, "fake", "source=Salesforce&display=popup")
+	u, _ := url.Parse(loc)
+	back := b.finish(u.Query().Get("flow"), onboard.Connected)
+	e.sessions.setFail(true)
+	page := b.get(back)
+	e.sessions.setFail(false)
+	require.Equal(t, http.StatusServiceUnavailable, page.Code)
+	bu, _ := url.Parse(back)
+	require.Contains(t, page.Body, "postMessage", "the opener is never told: %s", page.Body)
+	require.Contains(t, page.Body, `href="`+bu.Path, "no way to try the return again: %s", page.Body)
+}
+
+// TestErrorPageUsingTheSession: an app's own Config.Error page that
+// shows who is signed in (as an app's layout does) still renders, with
+// 503, when the session store is down.
+func TestErrorPageUsingTheSession(t *testing.T) {
+	var sm *scs.SessionManager
+	a := onboardtest.New(t, onboardtest.Options{Providers: []onboard.Provider{fake.New("fake")},
+		SessionStore: &downSessions{MemStore: scsmem.NewWithCleanupInterval(0)},
+		Config: func(c *onboard.Config) {
+			c.Error = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				err := onboard.ErrorFromContext(r.Context())
+				w.WriteHeader(onboard.StatusCode(err))
+				fmt.Fprintf(w, "<p>Signed in as %s</p><p>%s</p>", sm.GetString(r.Context(), "user"), onboard.Message(err))
+			})
+		}})
+	sm = a.Sessions
+	b := onboardtest.NewBrowser(t)
+	b.Client.Jar.SetCookies(mustURL(t, a.URL()), []*http.Cookie{{Name: sm.Cookie.Name, Value: "sometoken"}})
+	res, err := b.Client.Get(a.URL() + "/connect/fake/start?source=Salesforce")
+	require.NoError(t, err, "no answer at all: the error page panicked")
+	res.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
+}
+
+type downSessions struct{ *scsmem.MemStore }
+
+func (downSessions) Find(string) ([]byte, bool, error) {
+	return nil, false, errors.New("redis: connection refused")
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	u, err := url.Parse(s)
+	require.NoError(t, err)
+	return u
+}
