@@ -348,7 +348,15 @@ func (p *Provider) subAccount(ctx context.Context, tenant string, create bool) (
 		if p.cfg.SubAccount != nil {
 			return p.cfg.SubAccount(ctx, tenant)
 		}
-		return p.findAccount(ctx, tenant)
+		sub, err := p.findAccount(ctx, tenant)
+		if create && errors.Is(err, onboard.ErrRefused) {
+			// CData documents only the lookup's 200: an account it does
+			// not have, answered with another 4xx than 404, is none when
+			// creating; the create (which looks up again after a
+			// conflict) decides.
+			return "", nil
+		}
+		return sub, err
 	}
 	sub, err := p.subs.Get(ctx, tenant, lookup)
 	switch {
@@ -408,13 +416,19 @@ func (p *Provider) findAccount(ctx context.Context, tenant string) (string, erro
 // lost), the account is looked up again.
 func (p *Provider) createAccount(ctx context.Context, tenant string) (string, error) {
 	ext := accountExternalID(tenant)
+	// CData's Account API documents the id as accountId; its older page
+	// for the same call as id. Either is taken.
 	var out struct {
 		AccountID  string `json:"accountId"`
+		ID         string `json:"id"`
 		ExternalID string `json:"externalId"`
 	}
 	err := p.call(ctx, "", http.MethodPost, "/poweredby/account/create",
 		map[string]string{"externalId": ext, "accountName": tenant}, &out)
 	if err == nil {
+		if out.AccountID == "" {
+			out.AccountID = out.ID
+		}
 		if out.AccountID == "" || (out.ExternalID != "" && out.ExternalID != ext) {
 			return "", fmt.Errorf("%w: %w: account/create answered account %q with externalId %q, want %q",
 				onboard.ErrProvider, apiclient.ErrMalformed, out.AccountID, out.ExternalID, ext)

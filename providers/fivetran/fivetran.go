@@ -94,7 +94,11 @@ type Config struct {
 	// resumes it.
 	KeepPaused bool
 	// Group maps a tenant to its Fivetran group id. Default: find or
-	// create the group named [GroupName](tenant).
+	// create the group named [GroupName](tenant). A group's connections
+	// load into its destination, which the provider does not create (it
+	// needs the warehouse's settings): give a new group its destination
+	// (POST /v1/destinations with the group id), or map tenants to groups
+	// that have one.
 	Group func(ctx context.Context, tenant string) (string, error)
 	// Service maps a flow to the new connection's service and config.
 	// The provider sets the config's schema (schema_prefix when the
