@@ -810,7 +810,8 @@ var events = []string{"connection_successful", "connection_failure", "sync_end",
 // already registered for the URL is reused and updated (Fivetran never
 // shows a secret, so the secret is set again), and duplicates of it are
 // deleted, so every event arrives once. Fivetran tests the URL before it
-// creates or activates a webhook: call it once the route is served.
+// creates or activates a webhook: call it once the route is served. The
+// URL must be HTTPS: Fivetran answers 400 to any other.
 func (p *Provider) RegisterWebhook(ctx context.Context, webhookURL string) (string, error) {
 	if p.cfg.WebhookSecret == "" {
 		return "", errors.New("fivetran: set Config.WebhookSecret before registering a webhook")

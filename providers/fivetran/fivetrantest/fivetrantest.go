@@ -47,6 +47,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -673,13 +674,33 @@ func refuseTest(w http.ResponseWriter, status int) {
 		fmt.Sprintf("The test event to the webhook URL was not accepted (status %d)", status))
 }
 
+// validWebhookURL reports whether Fivetran takes s as a webhook's payload
+// URL: HTTPS only (it answers 400 to an http URL). The emulator also takes
+// http on a loopback host, which Fivetran could not reach anyway, so that
+// offline tests can serve webhooks without TLS.
+func validWebhookURL(s string) bool {
+	if !emulate.ValidRedirect(s) {
+		return false
+	}
+	u, _ := url.Parse(s)
+	if u.Scheme == "https" {
+		return true
+	}
+	ip := net.ParseIP(u.Hostname())
+	return u.Hostname() == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
 func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request) {
 	var in webhookInput
 	if !decode(w, r, &in) {
 		return
 	}
-	if in.URL == nil || !emulate.ValidRedirect(*in.URL) || in.Events == nil || len(*in.Events) == 0 {
+	if in.URL == nil || in.Events == nil || len(*in.Events) == 0 {
 		fail(w, http.StatusBadRequest, "InvalidInput", "url and events are required")
+		return
+	}
+	if !validWebhookURL(*in.URL) {
+		fail(w, http.StatusBadRequest, "InvalidInput", "The payload URL must be a secure site (HTTPS)")
 		return
 	}
 	h := Webhook{Type: "account", URL: *in.URL, Events: slices.Clone(*in.Events), Active: in.Active == nil || *in.Active}
@@ -724,8 +745,8 @@ func (s *Server) patchWebhook(w http.ResponseWriter, r *http.Request) {
 	h := *cur
 	s.mu.Unlock()
 	if in.URL != nil {
-		if !emulate.ValidRedirect(*in.URL) {
-			fail(w, http.StatusBadRequest, "InvalidInput", "url must be an absolute http(s) URL")
+		if !validWebhookURL(*in.URL) {
+			fail(w, http.StatusBadRequest, "InvalidInput", "The payload URL must be a secure site (HTTPS)")
 			return
 		}
 		h.URL = *in.URL

@@ -278,3 +278,29 @@ func TestTimesAndSyncs(t *testing.T) {
 	code, _ = a.call("DELETE", "/v1/connections/"+id, nil)
 	require.Equal(t, 404, code)
 }
+
+// TestWebhookURLsMustBeHTTPS: Fivetran answers 400 to a webhook whose
+// payload URL is not HTTPS; the emulator also takes http on a loopback
+// host, for offline tests.
+func TestWebhookURLsMustBeHTTPS(t *testing.T) {
+	_, a := newEmu(t, fivetrantest.Options{})
+	for _, tt := range []struct {
+		url  string
+		want int
+	}{
+		{"http://app.example.com/connect/fivetran/webhook", 400},
+		{"ftp://app.example.com/hook", 400},
+		{"http://127.0.0.1:8080/connect/fivetran/webhook", 201},
+		{"http://localhost:8080/connect/fivetran/webhook", 201},
+		{"https://app.example.com/connect/fivetran/webhook", 201},
+	} {
+		// Inactive: no test event is sent, so only the URL decides.
+		code, out := a.call("POST", "/v1/webhooks/account", map[string]any{"url": tt.url, "events": []string{"sync_end"}, "active": false})
+		require.Equal(t, tt.want, code, "%s: %v", tt.url, out)
+		if code == 201 {
+			id := data(out)["id"].(string)
+			code, _ = a.call("PATCH", "/v1/webhooks/"+id, map[string]any{"url": "http://app.example.com/hook"})
+			require.Equal(t, 400, code, "a PATCH to an http URL")
+		}
+	}
+}
