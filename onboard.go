@@ -27,6 +27,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -515,6 +516,9 @@ func New(cfg Config) (*Onboarder, error) {
 	}
 	if base.RawQuery != "" || base.Fragment != "" || base.User != nil {
 		return nil, fmt.Errorf("%w: URL %q must not have a query, fragment or user", ErrConfig, cfg.URL)
+	}
+	if h := base.Hostname(); h == "" || net.ParseIP(h).IsUnspecified() {
+		return nil, fmt.Errorf("%w: URL %q names no host a browser can be sent back to (%q is a listen address); use the app's public host, like localhost or app.example.com", ErrConfig, cfg.URL, base.Host)
 	}
 	base.Path = strings.TrimSuffix(base.Path, "/")
 	base.RawPath = ""
