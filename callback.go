@@ -70,25 +70,18 @@ func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 		o.fail(w, r, f, err, "flow", id)
 		return
 	}
-	if f.Reconnect {
-		// Quarantined since this flow started (another flow of it came
-		// back elsewhere): it is never connected again.
-		stored, found, err := o.cfg.Store.FindConnection(ctx, f.Provider, f.ConnectionID)
-		if err == nil && found && stored.State == Revoked {
-			if _, err = o.settle(ctx, *f, Revoked, "its connection was revoked meanwhile"); errors.Is(err, ErrFlowUsed) {
-				o.showDone(ctx, w, r, f.ID)
-				return
-			}
-			err = ErrRevoked
-		}
-		if err != nil {
-			o.fail(w, r, f, classify(err, ErrStore), "flow", id)
-			return
-		}
-	}
 	c = o.fill(c, *f)
 	cleanup := c.ID == "" && !f.Reconnect // nothing attached: remove what the flow made
-	if err := o.completeFlow(ctx, *f, c, cleanup); err != nil {
+	err = o.completeFlow(ctx, *f, c, cleanup)
+	if errors.Is(err, ErrRevoked) {
+		// Its connection was quarantined since this flow started (another
+		// flow of it came back elsewhere): it is never connected again
+		// (the store's rule), and this flow settles as revoked.
+		if _, serr := o.settle(ctx, *f, Revoked, "its connection was revoked meanwhile"); serr != nil {
+			err = serr
+		}
+	}
+	if err != nil {
 		if errors.Is(err, ErrFlowUsed) { // a concurrent return won
 			o.showDone(ctx, w, r, f.ID)
 			return

@@ -1,9 +1,11 @@
 package onboard_test
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -11,6 +13,8 @@ import (
 	"github.com/onboardkit/onboard"
 	"github.com/onboardkit/onboard/onboardtest"
 	"github.com/onboardkit/onboard/providers/cdata/cdatatest"
+	"github.com/onboardkit/onboard/providers/fake"
+	"github.com/onboardkit/onboard/store/memstore"
 )
 
 // victimFills plays the victim: she opens the hosted page of the
@@ -346,4 +350,76 @@ func TestMalformedReturnIsQuarantined(t *testing.T) {
 	for _, h := range emu.CDataServer.AllConnections() {
 		require.NotEqual(t, conn.ID, h.ID, "alice's credentials stay in mallory's connection")
 	}
+}
+
+// raceStore runs after, once, just before the CompleteFlow that saves the
+// connection armed: after a return has checked its result with the
+// provider, before it is stored.
+type raceStore struct {
+	onboard.Store
+	mu    sync.Mutex
+	id    string
+	after func()
+}
+
+func (s *raceStore) CompleteFlow(ctx context.Context, flowID string, c onboard.Connection, cleanup bool) error {
+	s.mu.Lock()
+	fn := s.after
+	if c.ID != s.id {
+		fn = nil
+	}
+	if fn != nil {
+		s.after = nil
+	}
+	s.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+	return s.Store.CompleteFlow(ctx, flowID, c, cleanup)
+}
+
+// TestReconnectCompletionKeepsQuarantine: a quarantine of another
+// reconnect flow of the same connection (the victim's browser coming
+// back, on another instance) lands while the attacker's own return of his
+// reconnect is under way, after it read the connection. The completion
+// does not store the connection connected again: the store refuses it.
+func TestReconnectCompletionKeepsQuarantine(t *testing.T) {
+	p := fake.New("fake")
+	p.URL = onboardtest.Serve(t, p)
+	store := &raceStore{Store: memstore.New(memstore.Options{})}
+	app := onboardtest.New(t, onboardtest.Options{Providers: []onboard.Provider{p}, Store: store})
+	mallory := app.Browser("mallory", "evil")
+	first := flowOf(t, mallory.Start(app, "fake", "source=Salesforce"))
+	back, err := p.Finish(first, onboard.Connected)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSeeOther, mallory.Get(back).Code)
+	conn := app.Connections("evil")[0]
+
+	q := strings.TrimPrefix(app.Onboarder.StartURL("fake", onboard.StartOptions{Connection: conn.ID}), "/connect/fake/start?")
+	f1 := flowOf(t, mallory.Start(app, "fake", q)) // mallory keeps this one
+	f2 := flowOf(t, mallory.Start(app, "fake", q)) // sent to alice
+	back2, err := p.Finish(f2, onboard.Connected)  // alice fills it
+	require.NoError(t, err)
+	back1, err := p.Finish(f1, onboard.Connected)
+	require.NoError(t, err)
+
+	alice := app.Browser("alice", "acme")
+	store.mu.Lock()
+	store.id, store.after = conn.ID, func() {
+		require.Equal(t, http.StatusForbidden, alice.Get(back2).Code) // the quarantine
+		c, _, _ := store.Store.FindConnection(context.Background(), "fake", conn.ID)
+		require.Equal(t, onboard.Revoked, c.State)
+	}
+	store.mu.Unlock()
+	mallory.Get(back1)
+
+	held, _ := p.Connection(conn.ID)
+	require.True(t, held.Disabled, "disabled at the provider by the quarantine")
+	require.Equal(t, onboard.Revoked, app.Connections("evil")[0].State, "the quarantined connection is stored connected again")
+}
+
+func flowOf(t *testing.T, hosted string) string {
+	u, err := url.Parse(hosted)
+	require.NoError(t, err)
+	return u.Query().Get("flow")
 }

@@ -86,7 +86,7 @@ func (o *Onboarder) settle(ctx context.Context, f Flow, outcome State, why strin
 // too.
 func (o *Onboarder) completeFlow(ctx context.Context, f Flow, c Connection, cleanup bool) error {
 	err := o.cfg.Store.CompleteFlow(ctx, f.ID, c, cleanup)
-	if err == nil || errors.Is(err, ErrFlowUsed) || errors.Is(err, ErrUnknownFlow) {
+	if err == nil || errors.Is(err, ErrFlowUsed) || errors.Is(err, ErrUnknownFlow) || errors.Is(err, ErrRevoked) {
 		return err
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.Timeout)

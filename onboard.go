@@ -297,7 +297,10 @@ type Store interface {
 	// not empty, keeping the later EventAt of c and a detached record of
 	// the same connection. Of any number of concurrent calls for one flow
 	// exactly one succeeds; the others return ErrFlowUsed. An unknown
-	// flow is ErrUnknownFlow.
+	// flow is ErrUnknownFlow. When c.ID names a stored connection that is
+	// Revoked, it changes nothing and returns ErrRevoked, in the same
+	// atomic step: a quarantined connection is never connected again,
+	// whichever of a quarantine and a completion comes first.
 	CompleteFlow(ctx context.Context, flowID string, c Connection, cleanup bool) error
 	// SetCleanup sets or clears a done flow's Cleanup; on a pending flow
 	// it is an error and changes nothing.

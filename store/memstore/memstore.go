@@ -279,6 +279,9 @@ func (s *Store) CompleteFlow(ctx context.Context, flowID string, c onboard.Conne
 	case r.flow.State != onboard.FlowPending:
 		return onboard.ErrFlowUsed
 	}
+	if old, ok := s.conns[connKey{c.Provider, c.ID}]; ok && c.ID != "" && old.c.State == onboard.Revoked {
+		return fmt.Errorf("%w: %s %q", onboard.ErrRevoked, c.Provider, c.ID)
+	}
 	f := &r.flow
 	f.State, f.Outcome, f.Message, f.Cleanup = onboard.FlowDone, c.State, c.Message, cleanup
 	if c.ID != "" {

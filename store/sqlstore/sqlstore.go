@@ -179,7 +179,8 @@ type Migration struct {
 // the prefix applied, for a DBA who applies them by hand. The SQL of a
 // version is its file for both dialects (migrations/NNNN_name.sql)
 // followed by its file for d (NNNN_name.postgres.sql, NNNN_name.sqlite.sql).
-// A version may belong to one dialect only: version 4 is PostgreSQL's.
+// A version may belong to one dialect only: version 4 is PostgreSQL's,
+// version 5 SQLite's.
 func Migrations(d Dialect, prefix string) ([]Migration, error) {
 	if d != Postgres && d != SQLite {
 		return nil, fmt.Errorf("sqlstore: unknown dialect %v", d)
@@ -313,6 +314,7 @@ const (
 	abortTenantCap   = "onboard: tenant cap"
 	abortUnknownFlow = "onboard: unknown flow"
 	abortFlowUsed    = "onboard: flow used"
+	abortRevoked     = "onboard: revoked"
 )
 
 // queries holds the SQL text for one dialect and prefix.
@@ -336,23 +338,31 @@ func newQueries(d Dialect, p string) queries {
 		q.createFlow = "SELECT FROM generate_series(1, CASE " + p + "create_flow($1, $2, $3, $4, $5, $6, $7, $8, $9," +
 			" $10, $11, $12, $13, $14) WHEN 'ok' THEN 1 WHEN 'owner' THEN 2 WHEN 'tenant' THEN 3 ELSE 0 END)"
 		// The UPDATE's row lock makes concurrent completions of a flow
-		// take turns; the later ones find it done and change nothing. A
-		// completion is 1 row when it completed the flow; else 2 when the
-		// flow is there (under READ COMMITTED, PostgreSQL's default, the
-		// statement's snapshot is taken before any wait for the lock, so
-		// it still sees a flow a concurrent completion took), 3 when it
-		// is not. The second EXISTS runs only when the first is
-		// false.
-		q.completeFlow = "WITH done AS (UPDATE " + p + "flows SET state = 'done', outcome = $2::text, message = $3::text," +
+		// take turns; the later ones find it done and change nothing. The
+		// connection's row is locked first (conn): a concurrent write of
+		// it, such as a quarantine's mark, is waited for and its state
+		// read as it then is, and a later one waits for this statement. A
+		// completion is 1 row when it completed the flow; else 3 when the
+		// flow is not there, 4 when it is pending but its connection is
+		// revoked (nothing changed), 2 when it is not pending (under READ
+		// COMMITTED, PostgreSQL's default, the statement's snapshot is
+		// taken before any wait for the lock, so it still sees a flow a
+		// concurrent completion took). Each EXISTS runs only when the
+		// ones before it are false.
+		q.completeFlow = "WITH conn AS (SELECT state FROM " + p + "connections WHERE provider = $6::text AND id = $5::text" +
+			" AND $5::text <> '' FOR UPDATE)," +
+			" done AS (UPDATE " + p + "flows SET state = 'done', outcome = $2::text, message = $3::text," +
 			" cleanup = $4::integer, connection_id = CASE WHEN $5::text = '' THEN connection_id ELSE $5::text END" +
-			" WHERE id = $1::text AND state = 'pending' RETURNING id)," +
+			" WHERE id = $1::text AND state = 'pending' AND NOT EXISTS (SELECT FROM conn WHERE state = 'revoked') RETURNING id)," +
 			" saved AS (INSERT INTO " + p + "connections (" + connCols + ")" +
 			" SELECT $6::text, $5::text, $7::text, $8::text, $9::text, $10::text, $2::text, $3::text, $11::text," +
 			" $12::bigint, $13::bigint, $14::bigint, $15::bigint FROM done WHERE $5::text <> ''" +
 			" ON CONFLICT (provider, id) DO UPDATE SET " + connUpdate +
 			", event_at = GREATEST(" + p + "connections.event_at, excluded.event_at))" +
 			" SELECT FROM generate_series(1, CASE WHEN EXISTS (SELECT FROM done) THEN 1" +
-			" WHEN EXISTS (SELECT FROM " + p + "flows WHERE id = $1::text) THEN 2 ELSE 3 END)"
+			" WHEN NOT EXISTS (SELECT FROM " + p + "flows WHERE id = $1::text) THEN 3" +
+			" WHEN EXISTS (SELECT FROM conn WHERE state = 'revoked')" +
+			" AND EXISTS (SELECT FROM " + p + "flows WHERE id = $1::text AND state = 'pending') THEN 4 ELSE 2 END)"
 	case SQLite:
 		q.createFlow = "INSERT INTO " + p + "flow_admissions (id, tenant, user_id, provider, source, name, connection_id," +
 			" reconnect, return_to, browser, created_at, expires_at, per_owner, per_tenant)" +
@@ -544,6 +554,8 @@ func (s *Store) CompleteFlow(ctx context.Context, flowID string, c onboard.Conne
 			return onboard.ErrUnknownFlow
 		case strings.Contains(err.Error(), abortFlowUsed):
 			return onboard.ErrFlowUsed
+		case strings.Contains(err.Error(), abortRevoked):
+			return fmt.Errorf("%w: %s %q", onboard.ErrRevoked, c.Provider, c.ID)
 		}
 		return fmt.Errorf("sqlstore: complete flow: %w", err)
 	}
@@ -552,7 +564,7 @@ func (s *Store) CompleteFlow(ctx context.Context, flowID string, c onboard.Conne
 		micros(c.EventAt), micros(c.CheckedAt))
 	// The answer, as the statement's row count (see newQueries): 1 when
 	// the flow was pending and is done now, 2 when it was not pending, 3
-	// when there is no such flow.
+	// when there is no such flow, 4 when its connection is revoked.
 	var answer int64
 	if err == nil {
 		answer, err = res.RowsAffected()
@@ -566,6 +578,8 @@ func (s *Store) CompleteFlow(ctx context.Context, flowID string, c onboard.Conne
 		return onboard.ErrFlowUsed
 	case answer == 3:
 		return onboard.ErrUnknownFlow
+	case answer == 4:
+		return fmt.Errorf("%w: %s %q", onboard.ErrRevoked, c.Provider, c.ID)
 	}
 	return fmt.Errorf("sqlstore: complete flow: unexpected answer of %d rows", answer)
 }

@@ -63,6 +63,8 @@ func Run(t *testing.T, newStore func(t *testing.T) onboard.Store) {
 		{"CompleteUnknownFlow", testCompleteUnknownFlow},
 		{"CompleteFlowReadsNoClock", testCompleteFlowReadsNoClock},
 		{"CompleteFlowMergesEventAt", testCompleteFlowMergesEventAt},
+		{"CompleteFlowKeepsRevoked", testCompleteFlowKeepsRevoked},
+		{"CompleteFlowRacesRevoke", testCompleteFlowRacesRevoke},
 		{"SetCleanup", testSetCleanup},
 		{"Prune", testPrune},
 		{"SaveConnectionUpserts", testSaveConnectionUpserts},
@@ -654,6 +656,72 @@ func testCompleteFlowConcurrently(t *testing.T, s onboard.Store) {
 		saved, err := s.Connections(ctx, onboard.ConnectionQuery{Tenant: o.Tenant})
 		require.NoError(t, err)
 		same(t, []onboard.Connection{winner}, saved, "the connections after concurrent completions")
+	}
+}
+
+// A completion that would save a connection stored as Revoked changes
+// nothing and returns ErrRevoked: the flow stays pending, the connection
+// revoked.
+func testCompleteFlowKeepsRevoked(t *testing.T, s onboard.Store) {
+	ctx := context.Background()
+	o := newOwner()
+	revoked := newConn(o, "test", past)
+	revoked.State, revoked.Message = onboard.Revoked, "quarantined"
+	require.NoError(t, s.SaveConnection(ctx, revoked))
+	stored, _ := find(t, s, revoked.Provider, revoked.ID)
+	f := newFlow(o, past, time.Hour)
+	f.ConnectionID, f.Reconnect = revoked.ID, true
+	create(t, s, f, noCap)
+	c := revoked
+	c.State, c.Message, c.FlowID, c.UpdatedAt = onboard.Connected, "", f.ID, past.Add(time.Hour)
+	require.ErrorIs(t, s.CompleteFlow(ctx, f.ID, c, false), onboard.ErrRevoked)
+	same(t, f, load(t, s, f.ID), "the flow after a refused completion")
+	after, _ := find(t, s, revoked.Provider, revoked.ID)
+	same(t, stored, after, "the revoked connection after a refused completion")
+
+	// A completion without a connection (abandoned) is not refused.
+	require.NoError(t, s.CompleteFlow(ctx, f.ID, onboard.Connection{Provider: "test", Owner: o, State: onboard.Abandoned,
+		FlowID: f.ID, CreatedAt: past, UpdatedAt: past}, false))
+}
+
+// A completion and a quarantine's mark of the same connection (a read,
+// then SwapConnection to Revoked, read again until it swaps) race: the
+// connection ends revoked whichever comes first, and a completion that
+// came second is refused with ErrRevoked.
+func testCompleteFlowRacesRevoke(t *testing.T, s onboard.Store) {
+	ctx := context.Background()
+	for range 20 {
+		o := newOwner()
+		conn := newConn(o, "test", past)
+		require.NoError(t, s.SaveConnection(ctx, conn))
+		f := newFlow(o, past, time.Hour)
+		f.ConnectionID, f.Reconnect = conn.ID, true
+		create(t, s, f, noCap)
+		c := conn
+		c.Message, c.FlowID, c.UpdatedAt = "reconnected", f.ID, past.Add(time.Hour)
+		errs := concurrently(2, func(i int) error {
+			if i == 0 {
+				return s.CompleteFlow(ctx, f.ID, c, false)
+			}
+			for {
+				old, found, err := s.FindConnection(ctx, conn.Provider, conn.ID)
+				if err != nil || !found {
+					return fmt.Errorf("reading the connection: %v, found %v", err, found)
+				}
+				next := old
+				next.State, next.UpdatedAt = onboard.Revoked, past.Add(2*time.Hour)
+				if ok, err := s.SwapConnection(ctx, old, next); ok || err != nil {
+					return err
+				}
+			}
+		})
+		require.NoError(t, errs[1])
+		if errs[0] != nil {
+			require.ErrorIs(t, errs[0], onboard.ErrRevoked)
+			require.Equal(t, onboard.FlowPending, load(t, s, f.ID).State)
+		}
+		after, _ := find(t, s, conn.Provider, conn.ID)
+		require.Equal(t, onboard.Revoked, after.State, "a quarantined connection was connected again")
 	}
 }
 
