@@ -16,21 +16,34 @@ import (
 	"github.com/onboardkit/onboard/providers/fake"
 )
 
-// TestPopupRetryRetriesTheReturn: a provider outage while a popup's
-// return is verified leaves the flow pending, and the popup's page offers
+// TestPopupReturnThatFails: a popup's return that fails (its provider
+// down, or the session store) tells the window that opened it, and offers
 // to try that return again (as the same-window return does), not a fresh
 // start that makes the user fill in the provider's page once more.
-func TestPopupRetryRetriesTheReturn(t *testing.T) {
-	e := newEnv(t)
-	b := e.browser("alice", "acme")
-	loc := b.Start(e.App, "fake", "source=Salesforce&display=popup")
-	u, _ := url.Parse(loc)
-	back := b.finish(u.Query().Get("flow"), onboard.Connected)
-	e.fake.FailComplete(fmt.Errorf("%w: 503", onboard.ErrProvider))
-	page := b.get(back)
-	require.Equal(t, http.StatusBadGateway, page.Code)
-	bu, _ := url.Parse(back)
-	require.Contains(t, page.Body, `href="`+bu.Path, "the page's retry link: %s", page.Body)
+func TestPopupReturnThatFails(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		fail func(e *env)
+		code int
+	}{
+		{"provider", func(e *env) { e.fake.FailComplete(fmt.Errorf("%w: 503", onboard.ErrProvider)) }, http.StatusBadGateway},
+		{"sessions", func(e *env) { e.sessions.setFail(true) }, http.StatusServiceUnavailable},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			b := e.browser("alice", "acme")
+			loc := b.Start(e.App, "fake", "source=Salesforce&display=popup")
+			u, _ := url.Parse(loc)
+			back := b.finish(u.Query().Get("flow"), onboard.Connected)
+			tt.fail(e)
+			page := b.get(back)
+			e.sessions.setFail(false)
+			require.Equal(t, tt.code, page.Code)
+			bu, _ := url.Parse(back)
+			require.Contains(t, page.Body, "postMessage", "the opener is never told: %s", page.Body)
+			require.Contains(t, page.Body, `href="`+bu.Path, "no way to try the return again: %s", page.Body)
+		})
+	}
 }
 
 // TestStatusJSONWhenSessionsFail: the status endpoint, polled by a
@@ -43,24 +56,6 @@ func TestStatusJSONWhenSessionsFail(t *testing.T) {
 	res, body := b.do("GET", e.URL()+"/connect/fake/status/"+id, "", nil)
 	require.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
 	require.Equal(t, "application/json", res.Header.Get("Content-Type"), body)
-}
-
-// TestPopupReturnWhenSessionsFail: a popup's return while the session
-// store is down tells the window that opened it, and offers to try the
-// return again.
-func TestPopupReturnWhenSessionsFail(t *testing.T) {
-	e := newEnv(t)
-	b := e.browser("alice", "acme")
-	loc := b.Start(e.App, "fake", "source=Salesforce&display=popup")
-	u, _ := url.Parse(loc)
-	back := b.finish(u.Query().Get("flow"), onboard.Connected)
-	e.sessions.setFail(true)
-	page := b.get(back)
-	e.sessions.setFail(false)
-	require.Equal(t, http.StatusServiceUnavailable, page.Code)
-	bu, _ := url.Parse(back)
-	require.Contains(t, page.Body, "postMessage", "the opener is never told: %s", page.Body)
-	require.Contains(t, page.Body, `href="`+bu.Path, "no way to try the return again: %s", page.Body)
 }
 
 // TestErrorPageUsingTheSession: an app's own Config.Error page that
