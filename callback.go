@@ -151,8 +151,8 @@ func (o *Onboarder) loadFlow(ctx context.Context, provider, id string) (*Flow, e
 // bound reports that the request is the flow's browser and owner: only
 // then may an answer show anything of the flow (the error page's link to
 // start again carries its source, name, return_to and connection).
-// With quarantine, a flow within its lifetime seen in another browser has
-// what it made quarantined, and so has a pending one seen in its own
+// With quarantine, a flow within its lifetime (a pending one until it
+// closes) seen in another browser has what it made quarantined, and so has a pending one seen in its own
 // browser signed in as another owner (user or tenant), or signed out (a
 // shared computer): whoever entered what it made was not its owner, and
 // the owner's later return must not attach it.
@@ -168,7 +168,9 @@ func (o *Onboarder) checkFlow(ctx context.Context, r *http.Request, f *Flow, qua
 		return false, err
 	}
 	if !sameBrowser(*f, key) {
-		if f.Expired(now) {
+		// A pending flow can complete until it closes, a done one could
+		// until it expired: past that, what it made is left to the runner.
+		if (f.State == FlowDone && f.Expired(now)) || (f.State != FlowDone && now.After(o.closedAt(*f))) {
 			return false, ErrFlowExpired
 		}
 		if quarantine {
@@ -183,7 +185,7 @@ func (o *Onboarder) checkFlow(ctx context.Context, r *http.Request, f *Flow, qua
 	if err != nil {
 		// Nobody, or another owner (user or tenant), signed in: whoever
 		// entered what a pending flow made was not its owner.
-		if quarantine && f.State == FlowPending && !f.Expired(now) &&
+		if quarantine && f.State == FlowPending && !now.After(o.closedAt(*f)) &&
 			(errors.Is(err, ErrOwnerMismatch) || errors.Is(err, ErrNotSignedIn)) {
 			o.quarantine(ctx, *f, "its browser, signed in as another owner or signed out")
 		}

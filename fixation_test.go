@@ -2,11 +2,13 @@ package onboard_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -422,4 +424,92 @@ func flowOf(t *testing.T, hosted string) string {
 	u, err := url.Parse(hosted)
 	require.NoError(t, err)
 	return u.Query().Get("flow")
+}
+
+// lostAfter stores a completion, then, once armed, lets between run
+// (another request) and answers an error, as a database whose connection
+// dropped after COMMIT does.
+type lostAfter struct {
+	onboard.Store
+	mu      sync.Mutex
+	between func()
+}
+
+func (s *lostAfter) CompleteFlow(ctx context.Context, id string, c onboard.Connection, cleanup bool) error {
+	err := s.Store.CompleteFlow(ctx, id, c, cleanup)
+	s.mu.Lock()
+	fn := s.between
+	if c.State != onboard.Connected {
+		fn = nil
+	}
+	if fn != nil {
+		s.between = nil
+	}
+	s.mu.Unlock()
+	if err != nil || fn == nil {
+		return err
+	}
+	fn()
+	return errors.New("read tcp 10.0.0.5:5432: connection reset by peer")
+}
+
+// TestLostAnswerAfterQuarantine: mallory's return stores his flow
+// connected, but the store's answer is lost; while it is on its way,
+// alice's browser comes back with the same flow and quarantines it
+// (Hooks.Revoked, the connection revoked). The flow read again is done as
+// asked, but its connection is revoked now: mallory's page is shown the
+// stored result, and Hooks.Connected does not fire after Hooks.Revoked.
+func TestLostAnswerAfterQuarantine(t *testing.T) {
+	s := &lostAfter{}
+	var shown onboard.State
+	e := newEnv(t, func(c *onboard.Config) {
+		s.Store = c.Store
+		c.Store = s
+		c.Result = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got, _ := onboard.ResultFromContext(r.Context())
+			shown = got.State
+			w.WriteHeader(http.StatusOK)
+		})
+	})
+	mallory, _, back := e.fixation("source=Salesforce")
+	alice := e.browser("alice", "acme")
+	s.mu.Lock()
+	s.between = func() {
+		require.Equal(t, http.StatusForbidden, alice.get(back).Code) // the quarantine
+	}
+	s.mu.Unlock()
+	mallory.get(back)
+
+	cs := e.Connections("evil")
+	require.Len(t, cs, 1)
+	require.Equal(t, onboard.Revoked, cs[0].State, "the store says revoked")
+	hooks := e.hooks.list()
+	require.Equal(t, "revoked", hooks[len(hooks)-1], "Hooks.Connected fired after Hooks.Revoked: %v", hooks)
+	require.NotEqual(t, onboard.Connected, shown, "Config.Result is told the revoked connection is connected")
+}
+
+// TestVictimReturnBeforeTheFlowCloses: the runner keeps an expired flow
+// pending (completable by a return that passed its checks in time) until
+// it closes, Config.Timeout after expiry; a return in another browser in
+// that window quarantines what the flow made. mallory's reconnect page,
+// filled by alice, whose browser comes back 1 s after the flow expired:
+// the connection is disabled at the provider and revoked.
+func TestVictimReturnBeforeTheFlowCloses(t *testing.T) {
+	e := newEnv(t)
+	mallory := e.browser("mallory", "evil")
+	require.Equal(t, http.StatusSeeOther, mallory.get(mallory.finish(mallory.start("source=Salesforce"), onboard.Connected)).Code)
+	conn := e.Connections("evil")[0]
+	id := mallory.start("connection=" + conn.ID)
+	back := e.victimFills(id)
+	e.clock.Add(onboard.DefaultFlowTTL + time.Second) // expired, still pending: the runner waits Timeout
+	require.Equal(t, onboard.FlowPending, e.flow(id).State)
+	res := e.browser("alice", "acme").get(back)
+	t.Logf("alice's return: %d", res.Code)
+	e.clock.Add(onboard.DefaultTimeout)
+	_, err := e.Onboarder.RunOnce(t.Context())
+	require.NoError(t, err)
+	held, ok := e.fake.Connection(conn.ID)
+	require.True(t, ok)
+	require.True(t, held.Disabled, "alice's credentials stay in mallory's connection, enabled")
+	require.Equal(t, onboard.Revoked, e.Connections("evil")[0].State)
 }

@@ -74,6 +74,13 @@ func (o *Onboarder) settle(ctx context.Context, f Flow, outcome State, why strin
 	return !cleanup || o.cleanup(ctx, f), nil
 }
 
+// closedAt is when pending flow f closes: Config.Timeout after it
+// expired. Until then a return that came within the flow's lifetime may
+// still be asking its provider (or have reached an instance whose clock is
+// a little behind): the runner leaves the flow pending, and another
+// browser's return still has what it made quarantined.
+func (o *Onboarder) closedAt(f Flow) time.Time { return f.ExpiresAt.Add(o.cfg.Timeout) }
+
 // completeFlow completes pending flow f with c through the store
 // (Store.CompleteFlow). A store's error may come after its write
 // committed: the connection dropped, or the deadline ended, as the
@@ -81,9 +88,10 @@ func (o *Onboarder) settle(ctx context.Context, f Flow, outcome State, why strin
 // unknown, the flow is read again, under a deadline of its own; found done
 // as this call asked (outcome, message and connection), it was completed
 // by this call, which then goes on as completed: its hook fires and the
-// user sees the result. Only a concurrent completion of the same flow with
-// the same result, whose own answer came back, can have fired the hook
-// too.
+// user sees the result (unless its connection changed meanwhile: then
+// ErrFlowUsed, as for a concurrent completion). Only a concurrent
+// completion of the same flow with the same result, whose own answer came
+// back, can have fired the hook too.
 func (o *Onboarder) completeFlow(ctx context.Context, f Flow, c Connection, cleanup bool) error {
 	err := o.cfg.Store.CompleteFlow(ctx, f.ID, c, cleanup)
 	if err == nil || errors.Is(err, ErrFlowUsed) || errors.Is(err, ErrUnknownFlow) || errors.Is(err, ErrRevoked) {
@@ -99,6 +107,19 @@ func (o *Onboarder) completeFlow(ctx context.Context, f Flow, c Connection, clea
 	if rerr != nil || !found || got.State != FlowDone || got.Outcome != c.State || got.Message != c.Message ||
 		got.ConnectionID != conn {
 		return err
+	}
+	if c.ID != "" {
+		// A quarantine may have revoked the connection meanwhile, which
+		// changes the connection, not the flow: then what is stored is
+		// shown, as for a concurrent return's completion, and this call
+		// fires nothing.
+		stored, found, ferr := o.cfg.Store.FindConnection(rctx, c.Provider, c.ID)
+		switch {
+		case ferr != nil:
+			return err
+		case !found || stored.State != c.State:
+			return ErrFlowUsed
+		}
 	}
 	o.cfg.Logger.WarnContext(ctx, "onboard: the store failed to answer a completion it had stored; going on as completed",
 		"flow", f.ID, "provider", f.Provider, "err", err)

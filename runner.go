@@ -79,10 +79,8 @@ func (o *Onboarder) RunOnce(ctx context.Context) (Report, error) {
 		rep.Cleaned++
 	}
 
-	// A pending flow is settled once it expired Config.Timeout ago: a
-	// return that came within the flow's lifetime, still asking its
-	// provider then, completes first; so does one that reached an instance
-	// whose clock runs up to that much behind this one's.
+	// A pending flow is settled once it has closed (closedAt: Timeout
+	// after its expiry).
 	stale, err := o.flows(ctx, FlowQuery{ExpiredBefore: now.Add(-o.cfg.Timeout), Limit: runBatch})
 	note(err)
 	for _, f := range stale {
