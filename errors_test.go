@@ -231,13 +231,18 @@ func TestRetryLinkStaysOnSite(t *testing.T) {
 }
 
 // lostAnswers is a store whose next n completions are stored but answer an
-// error, as a database connection that drops after COMMIT does.
+// error, as a database connection that drops after COMMIT does; with
+// other, each is stored as another call's (a later UpdatedAt).
 type lostAnswers struct {
 	onboard.Store
-	n atomic.Int32
+	n     atomic.Int32
+	other bool
 }
 
 func (s *lostAnswers) CompleteFlow(ctx context.Context, id string, c onboard.Connection, cleanup bool) error {
+	if s.other && s.n.Load() > 0 {
+		c.UpdatedAt = c.UpdatedAt.Add(time.Millisecond)
+	}
 	err := s.Store.CompleteFlow(ctx, id, c, cleanup)
 	if err == nil && s.n.Add(-1) >= 0 {
 		return errors.New("read tcp 10.0.0.5:5432: connection reset by peer")
@@ -245,10 +250,11 @@ func (s *lostAnswers) CompleteFlow(ctx context.Context, id string, c onboard.Con
 	return err
 }
 
-// TestCompletionWhoseAnswerWasLost: the store stored a completion but its
-// answer was lost. The flow is read again and found done as asked: the
-// return shows the result and fires its hook, once, and so does the
-// runner's settling of an expired flow; a reload fires nothing more.
+// TestCompletionWhoseAnswerWasLost: the store stored a return's
+// completion but its answer was lost. The flow and its connection are read
+// again and found as this call stored them: the return shows the result
+// and fires its hook, once; a reload fires nothing more. One stored for
+// another call is not taken for this one's.
 func TestCompletionWhoseAnswerWasLost(t *testing.T) {
 	t.Run("return", func(t *testing.T) {
 		s := &lostAnswers{}
@@ -263,17 +269,19 @@ func TestCompletionWhoseAnswerWasLost(t *testing.T) {
 		require.Equal(t, []string{"connected"}, e.hooks.list())
 		require.Len(t, e.Connections("acme"), 1)
 	})
-	t.Run("runner", func(t *testing.T) {
-		s := &lostAnswers{}
+	t.Run("another call's completion", func(t *testing.T) {
+		// The store completed the flow for another call (another
+		// UpdatedAt), and failed this one: this call is not the one that
+		// completed it, shows the stored result and fires nothing.
+		s := &lostAnswers{other: true}
 		e := newEnv(t, func(c *onboard.Config) { s.Store = c.Store; c.Store = s })
 		b := e.browser("alice", "acme")
-		b.start("source=Salesforce") // walks away
-		e.clock.Add(onboard.DefaultFlowTTL + onboard.DefaultTimeout + time.Second)
+		back := b.finish(b.start("source=Salesforce"), onboard.Connected)
 		s.n.Store(1)
-		rep, err := e.Onboarder.RunOnce(t.Context())
-		require.NoError(t, err)
-		require.Equal(t, 1, rep.Settled)
-		require.Equal(t, []string{"abandoned"}, e.hooks.list())
+		res := b.get(back)
+		require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
+		require.Empty(t, e.hooks.list(), "the other call fires its own hook")
+		require.Len(t, e.Connections("acme"), 1)
 	})
 	t.Run("the store is down", func(t *testing.T) {
 		// A completion that failed, and a flow that is still pending when

@@ -81,45 +81,43 @@ func (o *Onboarder) settle(ctx context.Context, f Flow, outcome State, why strin
 // browser's return still has what it made quarantined.
 func (o *Onboarder) closedAt(f Flow) time.Time { return f.ExpiresAt.Add(o.cfg.Timeout) }
 
+// recheckTimeout bounds completeFlow's reading again after a store error.
+const recheckTimeout = 2 * time.Second
+
 // completeFlow completes pending flow f with c through the store
 // (Store.CompleteFlow). A store's error may come after its write
 // committed: the connection dropped, or the deadline ended, as the
-// database answered. So on an error other than the flow's being done or
-// unknown, the flow is read again, under a deadline of its own; found done
-// as this call asked (outcome, message and connection), it was completed
-// by this call, which then goes on as completed: its hook fires and the
-// user sees the result (unless its connection changed meanwhile: then
-// ErrFlowUsed, as for a concurrent completion). Only a concurrent
-// completion of the same flow with the same result, whose own answer came
-// back, can have fired the hook too.
+// database answered. So when c attaches a connection, on an error other
+// than the store's answers, the flow and the connection are read again
+// (within recheckTimeout, whatever is left of ctx's deadline). When they
+// show this call's own completion (the flow done as asked; the connection
+// as c saved it, with c's UpdatedAt, which no other call has), it goes on
+// as completed: its hook fires and the user sees the result. When the flow
+// is done but the connection is not c's (another return completed the
+// flow, or a quarantine revoked the connection since), it answers
+// ErrFlowUsed, as for a concurrent completion: the stored result is shown
+// and this call fires nothing. An outcome without a connection (abandoned,
+// revoked) leaves nothing that tells one call from another: its error
+// stands, and a lost answer loses its hook.
 func (o *Onboarder) completeFlow(ctx context.Context, f Flow, c Connection, cleanup bool) error {
 	err := o.cfg.Store.CompleteFlow(ctx, f.ID, c, cleanup)
-	if err == nil || errors.Is(err, ErrFlowUsed) || errors.Is(err, ErrUnknownFlow) || errors.Is(err, ErrRevoked) {
+	if err == nil || c.ID == "" ||
+		errors.Is(err, ErrFlowUsed) || errors.Is(err, ErrUnknownFlow) || errors.Is(err, ErrRevoked) {
 		return err
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.Timeout)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recheckTimeout)
 	defer cancel()
 	got, found, rerr := o.cfg.Store.Flow(rctx, f.ID)
-	conn := f.ConnectionID
-	if c.ID != "" {
-		conn = c.ID
-	}
-	if rerr != nil || !found || got.State != FlowDone || got.Outcome != c.State || got.Message != c.Message ||
-		got.ConnectionID != conn {
+	if rerr != nil || !found || got.State != FlowDone {
 		return err
 	}
-	if c.ID != "" {
-		// A quarantine may have revoked the connection meanwhile, which
-		// changes the connection, not the flow: then what is stored is
-		// shown, as for a concurrent return's completion, and this call
-		// fires nothing.
-		stored, found, ferr := o.cfg.Store.FindConnection(rctx, c.Provider, c.ID)
-		switch {
-		case ferr != nil:
-			return err
-		case !found || stored.State != c.State:
-			return ErrFlowUsed
-		}
+	stored, found, rerr := o.cfg.Store.FindConnection(rctx, c.Provider, c.ID)
+	switch {
+	case rerr != nil:
+		return err
+	case got.Outcome != c.State || got.Message != c.Message || got.ConnectionID != c.ID || !found ||
+		stored.FlowID != f.ID || stored.State != c.State || stored.UpdatedAt.Sub(c.UpdatedAt).Abs() >= time.Microsecond:
+		return ErrFlowUsed
 	}
 	o.cfg.Logger.WarnContext(ctx, "onboard: the store failed to answer a completion it had stored; going on as completed",
 		"flow", f.ID, "provider", f.Provider, "err", err)

@@ -350,10 +350,11 @@ type Sessions interface {
 
 // Hooks are called after an outcome, an event or a deletion is stored.
 // They run synchronously in the request; keep them fast. Nil hooks are
-// skipped. A completion the store stored but whose answer was lost (a
-// connection that dropped after COMMIT) is found by reading the flow again,
-// and fires its hook then; when that read fails too, the user's page says
-// to try again, and the outcome stays stored without its hook.
+// skipped. A return's completion that the store stored but whose answer
+// was lost (a connection that dropped after COMMIT) is found by reading
+// the flow and its connection again, and fires its hook then; when that
+// read fails too, or the outcome attached no connection (abandoned,
+// revoked), the outcome stays stored without its hook.
 type Hooks struct {
 	// Connected is called when a flow stored a working connection, and
 	// when a stored connection works again (a webhook or a refresh).
