@@ -205,3 +205,36 @@ func TestExpiryDuringReturn(t *testing.T) {
 		require.Equal(t, onboard.Connected, got.State, "the flow was settled as abandoned 5 s before its end")
 	})
 }
+
+// TestEvictionLeavesAReturnInProgress: a start at the owner's cap evicts
+// the owner's oldest flow and the closed ones before it, never a flow
+// that expired but has not closed: a return that came in time may still
+// be asking its provider.
+func TestEvictionLeavesAReturnInProgress(t *testing.T) {
+	f := fake.New("fake")
+	f.URL = onboardtest.Serve(t, f)
+	p := &slowComplete{Provider: f}
+	clock := onboardtest.NewClock(time.Now())
+	a := onboardtest.New(t, onboardtest.Options{Providers: []onboard.Provider{p},
+		Config: func(c *onboard.Config) { c.Now, c.MaxFlowsPerOwner = clock.Now, 3 }})
+	b := a.Browser("alice", "acme")
+	back := playFlow(t, a, f, b, onboard.Connected)
+	clock.Add(onboard.DefaultFlowTTL - 500*time.Millisecond)
+	b.Start(a, "fake", "source=Salesforce") // two more tabs
+	b.Start(a, "fake", "source=Salesforce")
+	entered, release := p.arm()
+	done := make(chan onboardtest.Response, 1)
+	go func() { done <- b.Get(back) }() // the first flow's return, just in time
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the return never asked the provider")
+	}
+	clock.Add(time.Second)                  // its lifetime ends while the provider is asked
+	b.Start(a, "fake", "source=Salesforce") // a fourth tab: admitted (the first flow is expired)
+	b.Start(a, "fake", "source=Salesforce") // a fifth: at the cap, evicts the oldest, and every expired flow before it
+	close(release)
+	res := <-done
+	got, _ := b.Outcome(a, res.Location)
+	require.Equal(t, onboard.Connected, got.State, "a return that came in time and was verified was thrown away")
+}

@@ -30,14 +30,17 @@ func (o *Onboarder) admit(ctx context.Context, f Flow) error {
 }
 
 // evictOldest settles the owner's oldest unexpired pending flow as
-// abandoned, and the expired ones met on the way (the runner would settle
-// those anyway).
+// abandoned, and the closed ones met on the way (the runner would settle
+// those anyway); expired flows not closed yet are left to complete.
 func (o *Onboarder) evictOldest(ctx context.Context, owner Owner, now time.Time) error {
 	flows, err := o.cfg.Store.Flows(ctx, FlowQuery{Owner: owner, Limit: o.cfg.MaxFlowsPerOwner + 1})
 	if err != nil {
 		return classify(err, ErrStore)
 	}
 	for _, old := range flows {
+		if old.Expired(now) && !now.After(o.closedAt(old)) {
+			continue // expired, so not counted by the cap, and not closed: a return may still complete it
+		}
 		_, err := o.settle(ctx, old, Abandoned, "replaced by a newer start of the same user")
 		switch {
 		case errors.Is(err, ErrFlowUsed):

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"time"
 )
 
@@ -41,10 +39,10 @@ type Report struct {
 //   - it deletes flows that expired more than Config.Retain ago;
 //   - it asks each [Refresher] provider for the state of connections not
 //     checked for Config.RefreshEvery, a tenant at a time, and applies
-//     what changed as events. A provider that is down (a 429, a 5xx, no
-//     answer) is left alone until the next pass; a tenant whose refresh
-//     fails otherwise is asked again after Config.RefreshEvery, and the
-//     other tenants go on.
+//     what changed as events. A tenant whose refresh fails is asked again
+//     after Config.RefreshEvery; after a refusal of that tenant (ErrRefused)
+//     the other tenants go on, after any other error (a 429, a 5xx, no
+//     answer) the provider is left alone until the next pass.
 //
 // Each step takes at most 500 items a pass, and each call to the store or
 // a provider has its own deadline (Config.Timeout). Passes on several
@@ -135,26 +133,13 @@ func (o *Onboarder) flows(ctx context.Context, q FlowQuery) (fs []Flow, err erro
 	return fs, classify(err, ErrStore)
 }
 
-// providerDown reports whether a provider's error says that the provider
-// gave no answer of use: none at all (a timeout, a network error), a 401
-// (its credentials), a 408, a 429 or a 5xx. Any other error (another 4xx,
-// an answer it could not use) is the tenant's it asked about.
-func providerDown(err error) bool {
-	var se interface{ HTTPStatus() int }
-	if errors.As(err, &se) {
-		s := se.HTTPStatus()
-		return s == http.StatusUnauthorized || s == http.StatusRequestTimeout || s == http.StatusTooManyRequests || s >= 500
-	}
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.As(err, &ne)
-}
-
 // refresh checks one provider's least recently checked connections, a
-// tenant at a time. It stops when the provider is down (providerDown),
-// leaving the rest for the next pass. A tenant whose refresh fails
-// otherwise (its sub-account disabled, say) has its connections checked
-// again after Config.RefreshEvery, like the others: left at the front of
-// the queue, it would stop every pass before the other tenants.
+// tenant at a time. A tenant whose refresh fails has its connections
+// checked again after Config.RefreshEvery, like the others: left at the
+// front of the queue, it would stop every pass before the other tenants.
+// A refusal (ErrRefused: the provider refused this tenant's request) goes
+// on with the next tenant; any other error (the provider is down, slow or
+// rate-limited) stops the provider's refresh until the next pass.
 func (o *Onboarder) refresh(ctx context.Context, provider string, r Refresher, now time.Time, rep *Report, note func(error)) {
 	var cs []Connection
 	var err error
@@ -188,19 +173,22 @@ func (o *Onboarder) refresh(ctx context.Context, provider string, r Refresher, n
 			end(err)
 			return err == nil
 		})
-		if err != nil && providerDown(err) {
-			o.cfg.Logger.WarnContext(ctx, "onboard: refresh stopped until the next pass", "provider", provider,
-				"tenant", tenant, "err", err)
-			note(classify(err, ErrProvider))
-			return
-		}
 		if err != nil {
-			o.cfg.Logger.WarnContext(ctx, "onboard: refresh of a tenant failed; its connections are checked again after RefreshEvery",
-				"provider", provider, "tenant", tenant, "connections", len(byTenant[tenant]), "err", err)
-			note(classify(err, ErrProvider))
+			// The tenant goes to the back of the queue either way: left at
+			// the front, a tenant that always fails would stop every pass
+			// before the others.
+			err = classify(err, ErrProvider)
+			note(err)
 			for _, c := range byTenant[tenant] {
 				o.checked(ctx, c, now, note)
 			}
+			if !errors.Is(err, ErrRefused) {
+				o.cfg.Logger.WarnContext(ctx, "onboard: refresh stopped until the next pass", "provider", provider,
+					"tenant", tenant, "err", err)
+				return
+			}
+			o.cfg.Logger.WarnContext(ctx, "onboard: refresh of a tenant refused; its connections are checked again after RefreshEvery",
+				"provider", provider, "tenant", tenant, "connections", len(byTenant[tenant]), "err", err)
 			continue
 		}
 		changed := make(map[string]bool, len(events))

@@ -726,7 +726,7 @@ func (p *Provider) Refresh(ctx context.Context, tenant string, cs []onboard.Conn
 		// found now is an answer to doubt, not a reason to report them all
 		// deleted.
 		return nil, fmt.Errorf("%w: CData found no sub-account for tenant %q, which has %d connections stored",
-			onboard.ErrProvider, tenant, len(cs))
+			onboard.ErrRefused, tenant, len(cs))
 	case sub == "":
 		return nil, nil
 	}

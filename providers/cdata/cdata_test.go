@@ -651,7 +651,7 @@ func TestRefresh(t *testing.T) {
 		// an answer to doubt (a gateway's 404, a lookup that changed).
 		e := newEnv(t, nil)
 		events, err := e.p.Refresh(ctx, "ghost", []onboard.Connection{{Provider: "cdata", ID: "c1", State: onboard.Connected}})
-		require.ErrorIs(t, err, onboard.ErrProvider)
+		require.ErrorIs(t, err, onboard.ErrRefused)
 		require.Empty(t, events)
 		events, err = e.p.Refresh(ctx, "ghost", nil)
 		require.NoError(t, err)
@@ -885,7 +885,7 @@ func TestSubAccountOverride(t *testing.T) {
 	res := e.app.Browser("bob", "globex").Get(e.app.URL() + "/connect/cdata/start?source=Salesforce")
 	require.Equal(t, http.StatusInternalServerError, res.Code, "no sub-account for the tenant: a setup mistake")
 	events, err := e.p.Refresh(ctx, "globex", []onboard.Connection{c})
-	require.ErrorIs(t, err, onboard.ErrProvider, "no sub-account for connections stored: nothing is taken for deleted")
+	require.ErrorIs(t, err, onboard.ErrRefused, "no sub-account for connections stored: nothing is taken for deleted")
 	require.Empty(t, events)
 }
 
