@@ -337,20 +337,19 @@ func newQueries(d Dialect, p string) queries {
 		// when saved, 2 when the owner's cap refused it, 3 the tenant's.
 		q.createFlow = "SELECT FROM generate_series(1, CASE " + p + "create_flow($1, $2, $3, $4, $5, $6, $7, $8, $9," +
 			" $10, $11, $12, $13, $14) WHEN 'ok' THEN 1 WHEN 'owner' THEN 2 WHEN 'tenant' THEN 3 ELSE 0 END)"
-		// The UPDATE's row lock makes concurrent completions of a flow
-		// take turns; the later ones find it done and change nothing. The
-		// connection's row is locked first (conn): a concurrent write of
-		// it, such as a quarantine's mark, is waited for and its state
-		// read as it then is, and a later one waits for this statement. A
+		// The connection's row is locked first (conn, read by done's
+		// WHERE), then the flow's (by done's UPDATE, or fl when done
+		// changed nothing): a concurrent write of either, such as a
+		// quarantine's mark or another completion, is waited for, and under
+		// READ COMMITTED (PostgreSQL's default) the row is then read as
+		// that write left it; a later write waits for this statement. A
 		// completion is 1 row when it completed the flow; else 3 when the
 		// flow is not there, 4 when it is pending but its connection is
-		// revoked (nothing changed), 2 when it is not pending (under READ
-		// COMMITTED, PostgreSQL's default, the statement's snapshot is
-		// taken before any wait for the lock, so it still sees a flow a
-		// concurrent completion took). Each EXISTS runs only when the
-		// ones before it are false.
+		// revoked (nothing changed), 2 when it is not pending. Each EXISTS
+		// runs only when the ones before it are false.
 		q.completeFlow = "WITH conn AS (SELECT state FROM " + p + "connections WHERE provider = $6::text AND id = $5::text" +
 			" AND $5::text <> '' FOR UPDATE)," +
+			" fl AS (SELECT state FROM " + p + "flows WHERE id = $1::text FOR UPDATE)," +
 			" done AS (UPDATE " + p + "flows SET state = 'done', outcome = $2::text, message = $3::text," +
 			" cleanup = $4::integer, connection_id = CASE WHEN $5::text = '' THEN connection_id ELSE $5::text END" +
 			" WHERE id = $1::text AND state = 'pending' AND NOT EXISTS (SELECT FROM conn WHERE state = 'revoked') RETURNING id)," +
@@ -360,9 +359,8 @@ func newQueries(d Dialect, p string) queries {
 			" ON CONFLICT (provider, id) DO UPDATE SET " + connUpdate +
 			", event_at = GREATEST(" + p + "connections.event_at, excluded.event_at))" +
 			" SELECT FROM generate_series(1, CASE WHEN EXISTS (SELECT FROM done) THEN 1" +
-			" WHEN NOT EXISTS (SELECT FROM " + p + "flows WHERE id = $1::text) THEN 3" +
-			" WHEN EXISTS (SELECT FROM conn WHERE state = 'revoked')" +
-			" AND EXISTS (SELECT FROM " + p + "flows WHERE id = $1::text AND state = 'pending') THEN 4 ELSE 2 END)"
+			" WHEN NOT EXISTS (SELECT FROM fl) THEN 3" +
+			" WHEN EXISTS (SELECT FROM fl WHERE state = 'pending') THEN 4 ELSE 2 END)"
 	case SQLite:
 		q.createFlow = "INSERT INTO " + p + "flow_admissions (id, tenant, user_id, provider, source, name, connection_id," +
 			" reconnect, return_to, browser, created_at, expires_at, per_owner, per_tenant)" +
