@@ -340,6 +340,10 @@ func (o *Onboarder) start(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Browser = browserDigest(key)
+	if err := o.withinSession(ctx, &f, now); err != nil {
+		o.fail(w, r, &f, err)
+		return
+	}
 	if err := o.admit(ctx, f); err != nil {
 		o.fail(w, r, &f, err)
 		return
@@ -402,6 +406,31 @@ func checkRedirect(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%w: hosted page URL %q is not an absolute http(s) URL", ErrProvider, s)
+	}
+	return nil
+}
+
+// minFlowTime is the least time a start leaves a flow when the browser's
+// session ends sooner than FlowTTL (or FlowTTL, when that is shorter).
+const minFlowTime = 5 * time.Minute
+
+// withinSession keeps new flow f within the browser's session, which its
+// return needs: when the Sessions tell when the session ends without a
+// request, f expires Config.Timeout before that, so that it closes by then
+// (closedAt); a flow left less than minFlowTime is refused.
+func (o *Onboarder) withinSession(ctx context.Context, f *Flow, now time.Time) error {
+	se, ok := o.cfg.Sessions.(sessionEnder)
+	if !ok {
+		return nil
+	}
+	end := se.SessionEnd(ctx, now)
+	if end.IsZero() || !end.Before(o.closedAt(*f)) {
+		return nil
+	}
+	f.ExpiresAt = end.Add(-o.cfg.Timeout)
+	if f.ExpiresAt.Sub(now) < min(minFlowTime, o.cfg.FlowTTL) {
+		return fmt.Errorf("%w: the browser's session ends at %s, too soon for a flow to complete; sign in again", ErrNotSignedIn,
+			end.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

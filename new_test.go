@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/stretchr/testify/require"
@@ -49,11 +48,6 @@ func TestNewValidates(t *testing.T) {
 		{"negative owner cap", func(c *onboard.Config) { c.MaxFlowsPerOwner = -1 }, "MaxFlowsPerOwner"},
 		{"tenant cap below owner cap", func(c *onboard.Config) { c.MaxFlowsPerOwner, c.MaxFlowsPerTenant = 30, 10 }, "below"},
 		{"unsafe DonePath", func(c *onboard.Config) { c.DonePath = "https://evil.example" }, "DonePath"},
-		{"sessions idle out before a flow ends", func(c *onboard.Config) { c.Sessions = scsWith(t, 15*time.Minute, 0) }, "IdleTimeout"},
-		{"sessions end before a flow ends", func(c *onboard.Config) { c.Sessions = scsWith(t, 0, 10*time.Minute) }, "FlowTTL"},
-		{"a short FlowTTL, longer than the sessions", func(c *onboard.Config) {
-			c.Sessions, c.FlowTTL = scsWith(t, 5*time.Minute, 0), 6*time.Minute
-		}, "after 5m0s without a request"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,23 +60,6 @@ func TestNewValidates(t *testing.T) {
 	}
 	_, err = onboard.New(valid())
 	require.NoError(t, err)
-	c := valid()
-	c.Sessions, c.FlowTTL = scsWith(t, 15*time.Minute, time.Hour), 10*time.Minute
-	_, err = onboard.New(c)
-	require.NoError(t, err, "sessions that outlast a flow")
-}
-
-// scsWith returns the browser binding of a session manager with the idle
-// timeout and lifetime given (scs's defaults for zero).
-func scsWith(t *testing.T, idle, lifetime time.Duration) onboard.Sessions {
-	sm := scs.New()
-	sm.IdleTimeout = idle
-	if lifetime > 0 {
-		sm.Lifetime = lifetime
-	}
-	s, err := middleware.NewSCS(sm)
-	require.NoError(t, err)
-	return s
 }
 
 func TestSafeReturnPath(t *testing.T) {

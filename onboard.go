@@ -348,6 +348,14 @@ type Sessions interface {
 	BrowserKey(ctx context.Context, create bool) (string, error)
 }
 
+// sessionEnder is what a [Sessions] may also implement (middleware.SCS
+// does): SessionEnd returns when the request's session ends if its
+// browser makes no request meanwhile, judged at now, or the zero time when
+// it cannot tell. A start keeps its flow within it (see Config.FlowTTL).
+type sessionEnder interface {
+	SessionEnd(ctx context.Context, now time.Time) time.Time
+}
+
 // Hooks are called after an outcome, an event or a deletion is stored.
 // They run synchronously in the request; keep them fast. Nil hooks are
 // skipped. A return's completion that the store stored but whose answer
@@ -423,7 +431,12 @@ type Config struct {
 	// FlowTTL is how long a started flow may take. Default 30 minutes.
 	// Keep it longer than the providers' hosted pages stay usable (a few
 	// minutes): what a page makes after its flow expired is removed when
-	// its browser comes back, but not when nobody does.
+	// its browser comes back, but not when nobody does. A flow never
+	// outlives the browser's session, which its return needs: when the
+	// Sessions tell when a session ends without a request (middleware.SCS:
+	// scs's Lifetime and IdleTimeout), a flow closes by then, and a start
+	// that would leave it less than minFlowTime (5 minutes, or FlowTTL
+	// when shorter) is refused with ErrNotSignedIn: sign in again.
 	FlowTTL time.Duration
 	// MaxFlowsPerOwner caps one owner's pending flows. A start beyond it
 	// settles the owner's oldest pending flow as abandoned (removing what
@@ -584,12 +597,6 @@ func New(cfg Config) (*Onboarder, error) {
 		case *c.n == 0:
 			*c.n = c.def
 		}
-	}
-	if l, ok := cfg.Sessions.(interface{ SessionLifetime() time.Duration }); ok && l.SessionLifetime() > 0 && l.SessionLifetime() < cfg.FlowTTL {
-		return nil, fmt.Errorf("%w: sessions end after %s without a request, sooner than a flow's lifetime (FlowTTL %s): "+
-			"a user who stays on the provider's page longer comes back without the session that started the flow, "+
-			"and the return is refused as another browser's and what it made is deleted; "+
-			"raise the session manager's IdleTimeout and Lifetime, or lower FlowTTL", ErrConfig, l.SessionLifetime(), cfg.FlowTTL)
 	}
 	if cfg.MaxFlowsPerTenant < cfg.MaxFlowsPerOwner {
 		return nil, fmt.Errorf("%w: MaxFlowsPerTenant (%d) is below MaxFlowsPerOwner (%d)", ErrConfig, cfg.MaxFlowsPerTenant, cfg.MaxFlowsPerOwner)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+	scsmem "github.com/alexedwards/scs/v2/memstore"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -415,5 +416,63 @@ func TestStartOnAnotherHostWarns(t *testing.T) {
 		} else {
 			require.Equal(t, 1, strings.Count(e.log.String(), "another host"), "not again behind the proxy")
 		}
+	}
+}
+
+// TestFlowWithinTheSession: a flow never outlives the browser's session,
+// which its return needs: with scs's IdleTimeout or Lifetime ending the
+// session sooner than FlowTTL, the flow closes (Timeout after it expires)
+// by the session's end; a start that would leave less than 5 minutes is
+// refused (sign in again).
+func TestFlowWithinTheSession(t *testing.T) {
+	for _, tt := range []struct {
+		name           string
+		idle, lifetime time.Duration
+		want           time.Duration // the flow's lifetime; 0: refused
+	}{
+		{"sessions that outlast flows", 0, 0, onboard.DefaultFlowTTL},
+		{"an idle timeout", 15 * time.Minute, 0, 15*time.Minute - onboard.DefaultTimeout},
+		{"a lifetime", 0, 10 * time.Minute, 10*time.Minute - onboard.DefaultTimeout},
+		{"a lifetime about to end", 0, 5 * time.Minute, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sm := scs.New()
+			sm.Cookie.Secure = false
+			sm.Store = scsmem.NewWithCleanupInterval(0)
+			sm.IdleTimeout = tt.idle
+			if tt.lifetime > 0 {
+				sm.Lifetime = tt.lifetime
+			}
+			sessions, err := middleware.NewSCS(sm)
+			require.NoError(t, err)
+			p := fake.New("fake")
+			p.URL = onboardtest.Serve(t, p)
+			store := memstore.New(memstore.Options{})
+			srv := httptest.NewUnstartedServer(nil)
+			ob, err := onboard.New(onboard.Config{URL: "http://" + srv.Listener.Addr().String() + "/connect",
+				Providers: []onboard.Provider{p}, Store: store, Sessions: sessions, Owner: onboardtest.Owner(sm),
+				Logger: slog.New(slog.DiscardHandler)})
+			require.NoError(t, err)
+			a := &onboardtest.App{T: t, Server: srv, Onboarder: ob, Sessions: sm, Store: store}
+			srv.Config.Handler = middleware.LoadAndSave(sm, ob.SessionError)(a.Mux(ob.Handler()))
+			srv.Start()
+			t.Cleanup(srv.Close)
+
+			b := a.Browser("alice", "acme")
+			res := b.Get(a.URL() + "/connect/fake/start?source=Salesforce")
+			flows, err := store.Flows(t.Context(), onboard.FlowQuery{Owner: onboard.Owner{Tenant: "acme", User: "alice"}})
+			require.NoError(t, err)
+			if tt.want == 0 {
+				require.Equal(t, http.StatusUnauthorized, res.Code, res.Body)
+				require.Contains(t, res.Body, "sign in")
+				require.Empty(t, flows)
+				require.Zero(t, p.Calls().Begin)
+				return
+			}
+			require.Equal(t, http.StatusFound, res.Code, res.Body)
+			require.Len(t, flows, 1)
+			got := flows[0].ExpiresAt.Sub(flows[0].CreatedAt)
+			require.InDelta(t, tt.want.Seconds(), got.Seconds(), 2, "the flow's lifetime")
+		})
 	}
 }

@@ -61,16 +61,25 @@ func NewSCS(sm *scs.SessionManager) (*SCS, error) {
 	return &SCS{sm: sm}, nil
 }
 
-// SessionLifetime is the longest a session can go without a request: the
-// session manager's IdleTimeout when it has one, and its Lifetime when that
-// is shorter. onboard.New refuses a FlowTTL longer than it: a user on the
-// provider's page makes no request of the app, and one who came back
-// after the session ended would be taken for another browser.
-func (s *SCS) SessionLifetime() time.Duration {
-	if s.sm.IdleTimeout > 0 && s.sm.IdleTimeout < s.sm.Lifetime {
-		return s.sm.IdleTimeout
+// SessionEnd returns when the request's session ends if its browser makes
+// no request of the app meanwhile (as while its user is on a provider's
+// page), judged at now: the session's absolute deadline (scs's Lifetime,
+// counted from the session's creation), or IdleTimeout after now when that
+// comes first. onboard's start keeps a flow within it: a browser that
+// came back after its session ended would be taken for another browser.
+func (s *SCS) SessionEnd(ctx context.Context, now time.Time) (end time.Time) {
+	defer func() {
+		if recover() != nil { // no session in ctx: BrowserKey reports it
+			end = time.Time{}
+		}
+	}()
+	end = s.sm.Deadline(ctx)
+	if s.sm.IdleTimeout > 0 {
+		if idle := now.Add(s.sm.IdleTimeout); end.IsZero() || idle.Before(end) {
+			end = idle
+		}
 	}
-	return s.sm.Lifetime
+	return end
 }
 
 var errNoSession = fmt.Errorf("%w: wrap the handler in middleware.LoadAndSave(sessionManager, ob.SessionError)", onboard.ErrNoSession)
