@@ -348,21 +348,21 @@ func (p *Provider) subAccount(ctx context.Context, tenant string, create bool) (
 		if p.cfg.SubAccount != nil {
 			return p.cfg.SubAccount(ctx, tenant)
 		}
-		sub, err := p.findAccount(ctx, tenant)
-		if create && errors.Is(err, onboard.ErrRefused) {
-			// CData documents only the lookup's 200: an account it does
-			// not have, answered with another 4xx than 404, is none when
-			// creating; the create (which looks up again after a
-			// conflict) decides.
-			return "", nil
-		}
-		return sub, err
+		return p.findAccount(ctx, tenant)
+	}
+	// none reports a lookup that found no sub-account. CData documents only
+	// the lookup's 200: when creating, an account it does not have answered
+	// with another 4xx than 404 is none too, and the create (which looks up
+	// again after a conflict) decides. (Lookups are shared between callers,
+	// so this is decided here, by each caller.)
+	none := func(err error) bool {
+		return errors.Is(err, memo.ErrEmpty) || (create && p.cfg.SubAccount == nil && errors.Is(err, onboard.ErrRefused))
 	}
 	sub, err := p.subs.Get(ctx, tenant, lookup)
 	switch {
 	case err == nil:
 		return sub, nil
-	case !errors.Is(err, memo.ErrEmpty):
+	case !none(err):
 		return "", err
 	case !create:
 		return "", nil
@@ -374,7 +374,7 @@ func (p *Provider) subAccount(ctx context.Context, tenant string, create bool) (
 	// by looking again; what is created is remembered before the next
 	// caller may enter.
 	return memo.Do(ctx, &p.group, "account\x00"+tenant, func() (string, error) {
-		if sub, err := p.subs.Get(ctx, tenant, lookup); !errors.Is(err, memo.ErrEmpty) {
+		if sub, err := p.subs.Get(ctx, tenant, lookup); !none(err) {
 			return sub, err
 		}
 		sub, err := p.createAccount(ctx, tenant)
