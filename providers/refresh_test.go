@@ -29,6 +29,8 @@ func TestRefreshJunkDeletesNothing(t *testing.T) {
 		{"cdata", "200 with an empty JSON object", emulate.Fault{Body: `{}`}},
 		{"cdata", "200 with a null list", emulate.Fault{Body: `{"connections":null}`}},
 		{"fivetran", "gateway HTML 404", emulate.Fault{Status: http.StatusNotFound, Body: "<html><body><h1>404 Not Found</h1>nginx</body></html>"}},
+		{"fivetran", "gateway JSON 404", emulate.Fault{Status: http.StatusNotFound, Body: `{"message":"Not Found"}`}},
+		{"cdata", "gateway JSON 404", emulate.Fault{Status: http.StatusNotFound, Body: `{"message":"Not Found"}`}},
 	} {
 		t.Run(tt.provider+"/"+tt.name, func(t *testing.T) {
 			r := newRig(t, tt.provider, rigOptions{})

@@ -43,6 +43,10 @@ type Client struct {
 	Prepare func(ctx context.Context, r *http.Request) error
 	// Decode turns a non-2xx answer into an error.
 	Decode func(status int, body []byte, h http.Header) error
+	// Own reports whether an error answer's body is the API's own (its
+	// error shape), not a gateway's or a proxy's page: only the API's own
+	// 404 says that a thing is not there (NotFound). Nil: any JSON object.
+	Own func(body []byte) bool
 }
 
 // Error is a failed call: its kind (onboard.ErrRefused for a 4xx other
@@ -52,8 +56,8 @@ type Error struct {
 	Op   string // "GET /v1/connections/x"
 	Kind error
 	Err  error
-	// api is true when the answer's body was a JSON object: the API's
-	// own answer, not a gateway's or a proxy's page.
+	// api is true when the answer's body was the API's own (Client.Own),
+	// not a gateway's or a proxy's page.
 	api bool
 }
 
@@ -99,12 +103,12 @@ func Status(err error) int {
 	return 0
 }
 
-// NotFound reports whether a call was answered 404 by the API itself,
-// with a JSON object: what it asked for is not there. A 404 with any other
-// body (a gateway's or a load balancer's page, an empty one) says nothing
-// of the API's records, and is an error like any other: taking it for "not
-// there" would have a refresh report a live connection deleted, or a
-// deletion report done what it never did.
+// NotFound reports whether a call was answered 404 by the API itself
+// (Client.Own): what it asked for is not there. A 404 with any other body
+// (a gateway's or a load balancer's page) says nothing of the API's
+// records, and is an error like any other: taking it for "not there" would
+// have a refresh report a live connection deleted, or a deletion report
+// done what it never did.
 func NotFound(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.api && Status(err) == http.StatusNotFound
@@ -203,9 +207,14 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 		return &Error{Op: op, Kind: onboard.ErrProvider, Err: fmt.Errorf("%w: body over %d bytes", ErrMalformed, maxBody)}
 	}
 	if res.StatusCode < 200 || res.StatusCode > 299 {
-		var obj map[string]json.RawMessage
-		api := json.Unmarshal(data, &obj) == nil && obj != nil
-		return &Error{op, kindOf(res.StatusCode), c.Decode(res.StatusCode, data, res.Header), api}
+		own := c.Own
+		if own == nil {
+			own = func(body []byte) bool {
+				var obj map[string]json.RawMessage
+				return json.Unmarshal(body, &obj) == nil && obj != nil
+			}
+		}
+		return &Error{op, kindOf(res.StatusCode), c.Decode(res.StatusCode, data, res.Header), own(data)}
 	}
 	if out == nil {
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -11,9 +12,9 @@ import (
 	"github.com/onboardkit/onboard/internal/apiclient"
 )
 
-// TestNotFound: only a 404 that the API itself answered, with a JSON
-// object, says that what a call asked for is not there; a gateway's page,
-// an empty body or JSON that is no object says nothing of the API's
+// TestNotFound: only a 404 that the API itself answered (by default, with
+// a JSON object) says that what a call asked for is not there; a gateway's
+// page, an empty body or JSON that is no object says nothing of the API's
 // records.
 func TestNotFound(t *testing.T) {
 	for _, tt := range []struct {
@@ -48,5 +49,25 @@ func TestNotFound(t *testing.T) {
 				require.Error(t, apiclient.IgnoreNotFound(err))
 			}
 		})
+	}
+}
+
+// TestNotFoundOwnShape: a client that knows its API's error shape (Own)
+// takes a gateway's JSON 404 of another shape for an error.
+func TestNotFoundOwnShape(t *testing.T) {
+	for body, want := range map[string]bool{
+		`{"code":"NotFound_Connection","message":"no such connection"}`: true,
+		`{"message":"Not Found"}`: false,
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(body))
+		}))
+		c := &apiclient.Client{HTTP: srv.Client(), Base: srv.URL,
+			Decode: func(status int, _ []byte, _ http.Header) error { return statusErr{status: status} },
+			Own:    func(b []byte) bool { return strings.Contains(string(b), `"code"`) }}
+		err := c.Do(context.Background(), http.MethodGet, "/thing", nil, nil)
+		srv.Close()
+		require.Equal(t, want, apiclient.NotFound(err), body)
 	}
 }

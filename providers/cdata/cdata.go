@@ -27,6 +27,7 @@
 package cdata
 
 import (
+	"bytes"
 	"context"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -188,6 +189,7 @@ func New(cfg Config) (*Provider, error) {
 		HTTP: cfg.HTTPClient, Base: cfg.BaseURL, Retries: cfg.Retries,
 		Backoff: 200 * time.Millisecond, MaxWait: 5 * time.Second,
 		Decode: p.decodeError,
+		Own:    ownError,
 	}
 	return p, nil
 }
@@ -249,6 +251,22 @@ func (e *APIError) RetryAfter() time.Duration { return e.retry }
 // Is makes a 401 match ErrUnauthorized.
 func (e *APIError) Is(target error) bool {
 	return target == ErrUnauthorized && e.Status == http.StatusUnauthorized
+}
+
+// ownError reports whether an error answer's body is CData's own: its
+// error shape ({"error":{"code":...,"message":...}}), or empty (CData does
+// not document the answers of /poweredby/*).
+func ownError(body []byte) bool {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return true
+	}
+	var b struct {
+		Error *struct {
+			Code    json.RawMessage `json:"code"`
+			Message *string         `json:"message"`
+		} `json:"error"`
+	}
+	return json.Unmarshal(body, &b) == nil && b.Error != nil && (len(b.Error.Code) > 0 || b.Error.Message != nil)
 }
 
 func (p *Provider) decodeError(status int, body []byte, h http.Header) error {

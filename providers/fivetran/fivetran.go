@@ -165,6 +165,7 @@ func New(cfg Config) (*Provider, error) {
 			return nil
 		},
 		Decode: p.decodeError,
+		Own:    ownError,
 	}
 	return p, nil
 }
@@ -192,6 +193,15 @@ func (e *APIError) HTTPStatus() int { return e.Status }
 
 // RetryAfter returns the wait the API asked for with Retry-After.
 func (e *APIError) RetryAfter() time.Duration { return e.retry }
+
+// ownError reports whether an error answer's body is Fivetran's own: its
+// error shape, {"code":"NotFound_Connection","message":...}.
+func ownError(body []byte) bool {
+	var b struct {
+		Code string `json:"code"`
+	}
+	return json.Unmarshal(body, &b) == nil && b.Code != ""
+}
 
 func (p *Provider) decodeError(status int, body []byte, h http.Header) error {
 	e := &APIError{Status: status, retry: apiclient.ParseRetryAfter(h, p.cfg.Now())}
