@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -251,6 +252,24 @@ func (o *Onboarder) needsConfirm(r *http.Request) bool {
 	return false
 }
 
+// ownHost reports whether request r came to Config.URL's host name, the
+// one whose cookies a return brings (ports aside: cookies do not keep
+// them apart), directly or, behind a proxy, as its X-Forwarded-Host.
+func (o *Onboarder) ownHost(r *http.Request) bool {
+	want := hostname(o.host)
+	fwd, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Host"), ",")
+	return strings.EqualFold(hostname(r.Host), want) || strings.EqualFold(hostname(strings.TrimSpace(fwd)), want)
+}
+
+// hostname returns host (a Host header: name or address, and a port)
+// without its port.
+func hostname(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+}
+
 // ownPage reports whether page (a Referer or Origin) is of this site: the
 // host the request came to, or the host of Config.URL.
 func (o *Onboarder) ownPage(r *http.Request, page string) bool {
@@ -305,11 +324,15 @@ func (o *Onboarder) start(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := o.deadline(r)
 	defer cancel()
-	if !strings.EqualFold(r.Host, o.host) && !strings.EqualFold(r.Header.Get("X-Forwarded-Host"), o.host) {
-		o.cfg.Logger.WarnContext(ctx, "onboard: a start came to another host than Config.URL's: the browser's session cookie, "+
+	if !o.ownHost(r) {
+		level := slog.LevelWarn
+		if o.warnedHost.Swap(true) {
+			level = slog.LevelDebug
+		}
+		o.cfg.Logger.Log(ctx, level, "onboard: a start came to another host than Config.URL's: the browser's session cookie, "+
 			"set for that host, does not come back with the return to Config.URL, so the return will be refused as another "+
 			"browser's; serve the app at Config.URL's host (127.0.0.1 and localhost are two hosts), "+
-			"or behind a proxy that keeps the Host header", "host", r.Host, "url_host", o.host)
+			"or behind a proxy that keeps the Host header (or sets X-Forwarded-Host)", "host", r.Host, "url_host", o.host)
 	}
 	now := o.cfg.Now()
 	f := Flow{

@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -519,6 +520,9 @@ type Onboarder struct {
 	host      string // its host
 	origin    string // its scheme and host
 	providers map[string]Provider
+	// warnedHost is set once a start on another host than Config.URL's
+	// was logged as a warning; later ones are logged at Debug.
+	warnedHost atomic.Bool
 }
 
 // New validates cfg and returns an Onboarder. The error wraps ErrConfig
