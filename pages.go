@@ -36,16 +36,44 @@ func (o *Onboarder) fail(w http.ResponseWriter, r *http.Request, f *Flow, err er
 	if errors.Is(err, ErrSession) {
 		// An app's page that shows who is signed in reads the session,
 		// which scs answers with a panic when it could not be loaded.
+		tw := &tracked{ResponseWriter: w}
+		w = tw
 		defer func() {
-			if p := recover(); p != nil {
-				o.cfg.Logger.ErrorContext(r.Context(), "onboard: Config.Error panicked on a session failure (it must not use the session then); onboard's own page was shown",
-					"panic", fmt.Sprint(p))
-				o.defaultError(w, r)
+			p := recover()
+			switch {
+			case p == nil:
+			case p == http.ErrAbortHandler:
+				panic(p)
+			default:
+				o.cfg.Logger.ErrorContext(r.Context(), "onboard: Config.Error panicked on a session failure (it must not use the session then)",
+					"panic", fmt.Sprint(p), "answered", tw.wrote)
+				if !tw.wrote {
+					o.defaultError(tw.ResponseWriter, r)
+				}
 			}
 		}()
 	}
 	o.cfg.Error.ServeHTTP(w, r)
 }
+
+// tracked records whether a handler began its answer.
+type tracked struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (t *tracked) WriteHeader(code int) {
+	t.wrote = true
+	t.ResponseWriter.WriteHeader(code)
+}
+
+func (t *tracked) Write(b []byte) (int, error) {
+	t.wrote = true
+	return t.ResponseWriter.Write(b)
+}
+
+// Unwrap returns the underlying ResponseWriter, for http.ResponseController.
+func (t *tracked) Unwrap() http.ResponseWriter { return t.ResponseWriter }
 
 // SessionError renders a failure of the session layer (loading or saving
 // the session) through Config.Error, as onboard's own errors are. Hand it
