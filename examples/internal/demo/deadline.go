@@ -10,7 +10,7 @@ import (
 
 // SessionTime is what a request's deadline leaves, past onboard's Timeout,
 // for loading and saving its session.
-const SessionTime = 5 * time.Second
+const SessionTime = 2 * time.Second
 
 // Deadline returns middleware that gives every request one deadline:
 // onboard's Timeout (its default for 0), within which every provider and
