@@ -27,7 +27,6 @@
 package cdata
 
 import (
-	"bytes"
 	"context"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -253,20 +252,19 @@ func (e *APIError) Is(target error) bool {
 	return target == ErrUnauthorized && e.Status == http.StatusUnauthorized
 }
 
-// ownError reports whether an error answer's body is CData's own: its
-// error shape ({"error":{"code":...,"message":...}}), or empty (CData does
-// not document the answers of /poweredby/*).
+// ownError reports whether an error answer's body is CData's own error
+// shape, {"error":{"code":...,"message":"..."}}, with both. An empty body,
+// or one of another shape (a gateway's or a load balancer's page), is not:
+// its 404 is an error, never "gone".
 func ownError(body []byte) bool {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return true
-	}
 	var b struct {
 		Error *struct {
 			Code    json.RawMessage `json:"code"`
-			Message *string         `json:"message"`
+			Message string          `json:"message"`
 		} `json:"error"`
 	}
-	return json.Unmarshal(body, &b) == nil && b.Error != nil && (len(b.Error.Code) > 0 || b.Error.Message != nil)
+	return json.Unmarshal(body, &b) == nil && b.Error != nil && len(b.Error.Code) > 0 && string(b.Error.Code) != "null" &&
+		b.Error.Message != ""
 }
 
 func (p *Provider) decodeError(status int, body []byte, h http.Header) error {
