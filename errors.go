@@ -48,6 +48,10 @@ var (
 	// ErrNotSignedIn is a request with nobody signed in.
 	ErrNotSignedIn = newKind(http.StatusUnauthorized, "nobody is signed in",
 		"Please sign in, then start again.")
+	// ErrSessionEnding is a start whose browser's session ends too soon
+	// for a flow to complete (see Config.FlowTTL): its user signs in again.
+	ErrSessionEnding = newKind(http.StatusUnauthorized, "session ends too soon",
+		"Your session ends in a few minutes, too soon to connect a data source. Sign out, sign in again, then start again.")
 	// ErrUnknownProvider is a provider name that is not configured.
 	ErrUnknownProvider = newKind(http.StatusNotFound, "unknown provider",
 		"This data provider is not available.")

@@ -440,7 +440,8 @@ const minFlowTime = 5 * time.Minute
 // withinSession keeps new flow f within the browser's session, which its
 // return needs: when the Sessions tell when the session ends without a
 // request, f expires Config.Timeout before that, so that it closes by then
-// (closedAt); a flow left less than minFlowTime is refused.
+// (closedAt); a flow left less than minFlowTime is refused
+// (ErrSessionEnding).
 func (o *Onboarder) withinSession(ctx context.Context, f *Flow, now time.Time) error {
 	se, ok := o.cfg.Sessions.(sessionEnder)
 	if !ok {
@@ -452,8 +453,7 @@ func (o *Onboarder) withinSession(ctx context.Context, f *Flow, now time.Time) e
 	}
 	f.ExpiresAt = end.Add(-o.cfg.Timeout)
 	if f.ExpiresAt.Sub(now) < min(minFlowTime, o.cfg.FlowTTL) {
-		return fmt.Errorf("%w: the browser's session ends at %s, too soon for a flow to complete; sign in again", ErrNotSignedIn,
-			end.UTC().Format(time.RFC3339))
+		return fmt.Errorf("%w: the browser's session ends at %s", ErrSessionEnding, end.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/stretchr/testify/require"
@@ -48,6 +49,11 @@ func TestNewValidates(t *testing.T) {
 		{"negative owner cap", func(c *onboard.Config) { c.MaxFlowsPerOwner = -1 }, "MaxFlowsPerOwner"},
 		{"tenant cap below owner cap", func(c *onboard.Config) { c.MaxFlowsPerOwner, c.MaxFlowsPerTenant = 30, 10 }, "below"},
 		{"unsafe DonePath", func(c *onboard.Config) { c.DonePath = "https://evil.example" }, "DonePath"},
+		{"sessions too short for any flow", func(c *onboard.Config) {
+			sm := scs.New()
+			sm.IdleTimeout = 5 * time.Minute
+			c.Sessions, _ = middleware.NewSCS(sm)
+		}, "too soon for any flow"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

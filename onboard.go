@@ -437,7 +437,8 @@ type Config struct {
 	// Sessions tell when a session ends without a request (middleware.SCS:
 	// scs's Lifetime and IdleTimeout), a flow closes by then, and a start
 	// that would leave it less than minFlowTime (5 minutes, or FlowTTL
-	// when shorter) is refused with ErrNotSignedIn: sign in again.
+	// when shorter) is refused with ErrSessionEnding: sign in again. New
+	// refuses sessions that never last that long.
 	FlowTTL time.Duration
 	// MaxFlowsPerOwner caps one owner's pending flows. A start beyond it
 	// settles the owner's oldest pending flow as abandoned (removing what
@@ -616,6 +617,16 @@ func New(cfg Config) (*Onboarder, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if se, ok := cfg.Sessions.(sessionEnder); ok {
+		// A new session's end: sessions that end sooner than a flow
+		// needs refuse every start (withinSession).
+		now := cfg.Now()
+		need := cfg.Timeout + min(minFlowTime, cfg.FlowTTL)
+		if left := se.SessionEnd(context.Background(), now).Sub(now); left < need {
+			return nil, fmt.Errorf("%w: sessions end %s after a request, too soon for any flow (it needs %s: Timeout and %s); "+
+				"raise the session manager's IdleTimeout and Lifetime", ErrConfig, left, need, min(minFlowTime, cfg.FlowTTL))
+		}
 	}
 	if cfg.Message == nil {
 		cfg.Message = Message

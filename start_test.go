@@ -426,18 +426,23 @@ func TestStartOnAnotherHostWarns(t *testing.T) {
 // TestFlowWithinTheSession: a flow never outlives the browser's session,
 // which its return needs: with scs's IdleTimeout or Lifetime ending the
 // session sooner than FlowTTL, the flow closes (Timeout after it expires)
-// by the session's end; a start that would leave less than 5 minutes is
-// refused (sign in again).
+// by the session's end; a start in a session with less than 5 minutes
+// left (and Timeout) is refused: sign in again. The session's end is
+// judged on the core's clock, wherever that is.
 func TestFlowWithinTheSession(t *testing.T) {
 	for _, tt := range []struct {
 		name           string
 		idle, lifetime time.Duration
+		left           time.Duration // the session's time left, set before the start (0: as made)
+		ahead          time.Duration // the core's clock ahead of the wall clock
 		want           time.Duration // the flow's lifetime; 0: refused
 	}{
-		{"sessions that outlast flows", 0, 0, onboard.DefaultFlowTTL},
-		{"an idle timeout", 15 * time.Minute, 0, 15*time.Minute - onboard.DefaultTimeout},
-		{"a lifetime", 0, 10 * time.Minute, 10*time.Minute - onboard.DefaultTimeout},
-		{"a lifetime about to end", 0, 5 * time.Minute, 0},
+		{"sessions that outlast flows", 0, 0, 0, 0, onboard.DefaultFlowTTL},
+		{"an idle timeout", 15 * time.Minute, 0, 0, 0, 15*time.Minute - onboard.DefaultTimeout},
+		{"a lifetime", 0, 10 * time.Minute, 0, 0, 10*time.Minute - onboard.DefaultTimeout},
+		{"a session about to end", 0, 0, 4 * time.Minute, 0, 0},
+		{"a session with 10 minutes left", 0, 0, 10 * time.Minute, 0, 10*time.Minute - onboard.DefaultTimeout},
+		{"the core's clock a day ahead", 0, 10 * time.Minute, 0, 24 * time.Hour, 10*time.Minute - onboard.DefaultTimeout},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			sm := scs.New()
@@ -455,20 +460,29 @@ func TestFlowWithinTheSession(t *testing.T) {
 			srv := httptest.NewUnstartedServer(nil)
 			ob, err := onboard.New(onboard.Config{URL: "http://" + srv.Listener.Addr().String() + "/connect",
 				Providers: []onboard.Provider{p}, Store: store, Sessions: sessions, Owner: onboardtest.Owner(sm),
-				Logger: slog.New(slog.DiscardHandler)})
+				Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return time.Now().Add(tt.ahead) }})
 			require.NoError(t, err)
 			a := &onboardtest.App{T: t, Server: srv, Onboarder: ob, Sessions: sm, Store: store}
-			srv.Config.Handler = middleware.LoadAndSave(sm, ob.SessionError)(a.Mux(ob.Handler()))
+			mux := http.NewServeMux()
+			mux.HandleFunc("/age", func(w http.ResponseWriter, r *http.Request) {
+				sm.SetDeadline(r.Context(), time.Now().Add(tt.left)) // a session made long ago
+				w.WriteHeader(http.StatusNoContent)
+			})
+			mux.Handle("/", a.Mux(ob.Handler()))
+			srv.Config.Handler = middleware.LoadAndSave(sm, ob.SessionError)(mux)
 			srv.Start()
 			t.Cleanup(srv.Close)
 
 			b := a.Browser("alice", "acme")
+			if tt.left > 0 {
+				require.Equal(t, http.StatusNoContent, b.Get(a.URL()+"/age").Code)
+			}
 			res := b.Get(a.URL() + "/connect/fake/start?source=Salesforce")
 			flows, err := store.Flows(t.Context(), onboard.FlowQuery{Owner: onboard.Owner{Tenant: "acme", User: "alice"}})
 			require.NoError(t, err)
 			if tt.want == 0 {
 				require.Equal(t, http.StatusUnauthorized, res.Code, res.Body)
-				require.Contains(t, res.Body, "sign in")
+				require.Contains(t, res.Body, "sign in again")
 				require.Empty(t, flows)
 				require.Zero(t, p.Calls().Begin)
 				return

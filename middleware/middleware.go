@@ -63,23 +63,32 @@ func NewSCS(sm *scs.SessionManager) (*SCS, error) {
 
 // SessionEnd returns when the request's session ends if its browser makes
 // no request of the app meanwhile (as while its user is on a provider's
-// page), judged at now: the session's absolute deadline (scs's Lifetime,
-// counted from the session's creation), or IdleTimeout after now when that
-// comes first. onboard's start keeps a flow within it: a browser that
-// came back after its session ended would be taken for another browser.
-func (s *SCS) SessionEnd(ctx context.Context, now time.Time) (end time.Time) {
+// page), on the clock of now (onboard's Config.Now): what is left of the
+// session's absolute deadline (scs's Lifetime, counted from the session's
+// creation on the wall clock), or IdleTimeout after now when that comes
+// first. Without a session in ctx, it is what a new session would have.
+// onboard's start keeps a flow within it: a browser that came back after
+// its session ended would be taken for another browser.
+func (s *SCS) SessionEnd(ctx context.Context, now time.Time) time.Time {
+	left := s.sm.Lifetime
+	if d, ok := s.deadline(ctx); ok {
+		left = time.Until(d) // scs set the deadline on the wall clock
+	}
+	if s.sm.IdleTimeout > 0 && s.sm.IdleTimeout < left {
+		left = s.sm.IdleTimeout
+	}
+	return now.Add(left)
+}
+
+// deadline returns the absolute deadline of the session in ctx; ok is
+// false when ctx has none.
+func (s *SCS) deadline(ctx context.Context) (d time.Time, ok bool) {
 	defer func() {
-		if recover() != nil { // no session in ctx: BrowserKey reports it
-			end = time.Time{}
+		if recover() != nil {
+			ok = false
 		}
 	}()
-	end = s.sm.Deadline(ctx)
-	if s.sm.IdleTimeout > 0 {
-		if idle := now.Add(s.sm.IdleTimeout); end.IsZero() || idle.Before(end) {
-			end = idle
-		}
-	}
-	return end
+	return s.sm.Deadline(ctx), true
 }
 
 var errNoSession = fmt.Errorf("%w: wrap the handler in middleware.LoadAndSave(sessionManager, ob.SessionError)", onboard.ErrNoSession)
