@@ -84,6 +84,10 @@ func (o *Onboarder) settle(ctx context.Context, f Flow, outcome State, why strin
 // browser's return still has what it made quarantined.
 func (o *Onboarder) closedAt(f Flow) time.Time { return f.ExpiresAt.Add(o.cfg.Timeout) }
 
+// closedBefore is the expiry before which pending flows have closed at now
+// (closedAt before now), for a store's query.
+func (o *Onboarder) closedBefore(now time.Time) time.Time { return now.Add(-o.cfg.Timeout) }
+
 // recheckTimeout bounds completeFlow's reading again after a store error.
 const recheckTimeout = 2 * time.Second
 
@@ -94,7 +98,8 @@ const recheckTimeout = 2 * time.Second
 // than the store's answers, the flow and the connection are read again
 // (within recheckTimeout, whatever is left of ctx's deadline). When they
 // show this call's own completion (the flow done as asked; the connection
-// as c saved it, with c's UpdatedAt, which no other call has), it goes on
+// as c saved it, with c's UpdatedAt, in microseconds, which another call
+// has only if made in the same microsecond), it goes on
 // as completed: its hook fires and the user sees the result. When the flow
 // is done but the connection is not c's (another return completed the
 // flow, or a quarantine revoked the connection since), it answers
@@ -119,7 +124,7 @@ func (o *Onboarder) completeFlow(ctx context.Context, f Flow, c Connection, clea
 	case rerr != nil:
 		return err
 	case got.Outcome != c.State || got.Message != c.Message || got.ConnectionID != c.ID || !found ||
-		stored.FlowID != f.ID || stored.State != c.State || stored.UpdatedAt.Sub(c.UpdatedAt).Abs() >= time.Microsecond:
+		stored.FlowID != f.ID || stored.State != c.State || !stored.UpdatedAt.Equal(c.UpdatedAt):
 		return ErrFlowUsed
 	}
 	o.cfg.Logger.WarnContext(ctx, "onboard: the store failed to answer a completion it had stored; going on as completed",
@@ -268,7 +273,7 @@ func (o *Onboarder) revokeStored(ctx context.Context, f Flow) error {
 // fill completes what a provider left out of a connection from its flow.
 // A connection that is not attached (Abandoned, Revoked) has no ID.
 func (o *Onboarder) fill(c Connection, f Flow) Connection {
-	now := o.cfg.Now()
+	now := o.cfg.Now().Truncate(time.Microsecond) // as stores keep it: completeFlow compares it
 	c.Provider, c.Owner, c.FlowID = f.Provider, f.Owner, f.ID
 	if c.Source == "" {
 		c.Source = f.Source

@@ -46,29 +46,34 @@ func (o *Onboarder) fail(w http.ResponseWriter, r *http.Request, f *Flow, err er
 				panic(p)
 			default:
 				o.cfg.Logger.ErrorContext(r.Context(), "onboard: Config.Error panicked on a session failure (it must not use the session then)",
-					"panic", fmt.Sprint(p), "answered", tw.wrote)
-				if !tw.wrote {
-					o.defaultError(tw.ResponseWriter, r)
+					"panic", fmt.Sprint(p), "wrote", tw.wrote)
+				if tw.wrote { // part of a page went out: end the answer as broken, not as whole
+					panic(http.ErrAbortHandler)
 				}
+				o.defaultError(tw, r) // its status may be out already: the page follows it
 			}
 		}()
 	}
 	o.cfg.Error.ServeHTTP(w, r)
 }
 
-// tracked records whether a handler began its answer.
+// tracked records whether a handler wrote any of its answer's body, and
+// lets only its first status through.
 type tracked struct {
 	http.ResponseWriter
-	wrote bool
+	status bool // the status went out
+	wrote  bool // body bytes went out
 }
 
 func (t *tracked) WriteHeader(code int) {
-	t.wrote = true
-	t.ResponseWriter.WriteHeader(code)
+	if !t.status {
+		t.status = true
+		t.ResponseWriter.WriteHeader(code)
+	}
 }
 
 func (t *tracked) Write(b []byte) (int, error) {
-	t.wrote = true
+	t.status, t.wrote = true, t.wrote || len(b) > 0
 	return t.ResponseWriter.Write(b)
 }
 

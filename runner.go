@@ -79,7 +79,7 @@ func (o *Onboarder) RunOnce(ctx context.Context) (Report, error) {
 
 	// A pending flow is settled once it has closed (closedAt: Timeout
 	// after its expiry).
-	stale, err := o.flows(ctx, FlowQuery{ExpiredBefore: now.Add(-o.cfg.Timeout), Limit: runBatch})
+	stale, err := o.flows(ctx, FlowQuery{ExpiredBefore: o.closedBefore(now), Limit: runBatch})
 	note(err)
 	for _, f := range stale {
 		var clean bool

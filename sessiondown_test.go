@@ -3,6 +3,7 @@ package onboard_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"testing"
@@ -62,23 +63,47 @@ func TestStatusJSONWhenSessionsFail(t *testing.T) {
 // shows who is signed in (as an app's layout does) still renders, with
 // 503, when the session store is down.
 func TestErrorPageUsingTheSession(t *testing.T) {
-	var sm *scs.SessionManager
-	a := onboardtest.New(t, onboardtest.Options{Providers: []onboard.Provider{fake.New("fake")},
-		SessionStore: &downSessions{MemStore: scsmem.NewWithCleanupInterval(0)},
-		Config: func(c *onboard.Config) {
-			c.Error = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				err := onboard.ErrorFromContext(r.Context())
-				w.WriteHeader(onboard.StatusCode(err))
-				fmt.Fprintf(w, "<p>Signed in as %s</p><p>%s</p>", sm.GetString(r.Context(), "user"), onboard.Message(err))
-			})
-		}})
-	sm = a.Sessions
-	b := onboardtest.NewBrowser(t)
-	b.Client.Jar.SetCookies(mustURL(t, a.URL()), []*http.Cookie{{Name: sm.Cookie.Name, Value: "sometoken"}})
-	res, err := b.Client.Get(a.URL() + "/connect/fake/start?source=Salesforce")
-	require.NoError(t, err, "no answer at all: the error page panicked")
-	res.Body.Close()
-	require.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
+	for _, tt := range []struct {
+		name   string
+		before string // what the page writes before it reads the session
+		whole  bool   // the answer is a whole page
+	}{
+		{"status only", "", true},
+		{"part of its body", "<html><body>", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var sm *scs.SessionManager
+			a := onboardtest.New(t, onboardtest.Options{Providers: []onboard.Provider{fake.New("fake")},
+				SessionStore: &downSessions{MemStore: scsmem.NewWithCleanupInterval(0)},
+				Config: func(c *onboard.Config) {
+					c.Error = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						err := onboard.ErrorFromContext(r.Context())
+						w.WriteHeader(onboard.StatusCode(err))
+						io.WriteString(w, tt.before)
+						fmt.Fprintf(w, "<p>Signed in as %s</p><p>%s</p>", sm.GetString(r.Context(), "user"), onboard.Message(err))
+					})
+				}})
+			sm = a.Sessions
+			b := onboardtest.NewBrowser(t)
+			b.Client.Jar.SetCookies(mustURL(t, a.URL()), []*http.Cookie{{Name: sm.Cookie.Name, Value: "sometoken"}})
+			res, err := b.Client.Get(a.URL() + "/connect/fake/start?source=Salesforce")
+			if !tt.whole {
+				// Part of the app's page went out: the answer ends broken,
+				// never passed off as whole.
+				if err == nil {
+					_, err = io.ReadAll(res.Body)
+					res.Body.Close()
+				}
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err, "no answer at all: the error page panicked")
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			require.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
+			require.Contains(t, string(body), "session could not be loaded")
+		})
+	}
 }
 
 type downSessions struct{ *scsmem.MemStore }

@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 // as memstore and SQLite do, from the flow as that transaction left it.
 func TestCompleteFlowAnswerUnderRace(t *testing.T) {
 	db := openPostgres(t)
-	const p = "zz_race_"
+	p := "zz_race_" + strconv.FormatInt(time.Now().UnixNano()%1_000_000_000, 36) + "_"
 	t.Cleanup(func() {
 		for _, st := range []string{"DROP FUNCTION IF EXISTS " + p + "create_flow", "DROP TABLE IF EXISTS " + p + "flows",
 			"DROP TABLE IF EXISTS " + p + "tenant_flows", "DROP TABLE IF EXISTS " + p + "connections",
@@ -38,6 +39,7 @@ func TestCompleteFlowAnswerUnderRace(t *testing.T) {
 
 	tx, err := db.Begin()
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = tx.Rollback() }) // before the tables are dropped (cleanups run last first)
 	_, err = tx.Exec("UPDATE " + p + "connections SET state = 'revoked' WHERE id = 'c1'")
 	require.NoError(t, err)
 	_, err = tx.Exec("UPDATE " + p + "flows SET state = 'done', outcome = 'revoked' WHERE id = 'f1'")
@@ -50,8 +52,9 @@ func TestCompleteFlowAnswerUnderRace(t *testing.T) {
 	}()
 	require.Eventually(t, func() bool { // the completion waits on the connection's lock
 		var n int
-		_ = db.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'WITH conn AS%'").Scan(&n)
-		return n == 1
+		_ = db.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"+
+			" AND query LIKE 'WITH conn AS%' AND query LIKE '%'||$1||'connections%'", p).Scan(&n)
+		return n >= 1
 	}, 5*time.Second, 10*time.Millisecond)
 	require.NoError(t, tx.Commit())
 	err = <-done

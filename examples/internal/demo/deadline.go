@@ -9,8 +9,9 @@ import (
 )
 
 // SessionTime is what a request's deadline leaves, past onboard's Timeout,
-// for loading and saving its session.
-const SessionTime = 2 * time.Second
+// for loading and saving its session: 2 s for the save, and 2 s for a
+// return whose store answer was lost to read its flow again.
+const SessionTime = 4 * time.Second
 
 // Deadline returns middleware that gives every request one deadline:
 // onboard's Timeout (its default for 0), within which every provider and
