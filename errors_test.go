@@ -263,33 +263,28 @@ func (s *lostAnswers) CompleteFlow(ctx context.Context, id string, c onboard.Con
 // and fires its hook, once; a reload fires nothing more. One stored for
 // another call is not taken for this one's.
 func TestCompletionWhoseAnswerWasLost(t *testing.T) {
-	t.Run("return", func(t *testing.T) {
-		s := &lostAnswers{}
-		e := newEnv(t, func(c *onboard.Config) { s.Store = c.Store; c.Store = s })
-		b := e.browser("alice", "acme")
-		back := b.finish(b.start("source=Salesforce"), onboard.Connected)
-		s.n.Store(1)
-		res := b.get(back)
-		require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
-		require.Equal(t, []string{"connected"}, e.hooks.list())
-		require.Equal(t, http.StatusSeeOther, b.get(back).Code, "a reload")
-		require.Equal(t, []string{"connected"}, e.hooks.list())
-		require.Len(t, e.Connections("acme"), 1)
-	})
-	t.Run("another call's completion", func(t *testing.T) {
-		// The store completed the flow for another call (another
-		// UpdatedAt), and failed this one: this call is not the one that
-		// completed it, shows the stored result and fires nothing.
-		s := &lostAnswers{other: true}
-		e := newEnv(t, func(c *onboard.Config) { s.Store = c.Store; c.Store = s })
-		b := e.browser("alice", "acme")
-		back := b.finish(b.start("source=Salesforce"), onboard.Connected)
-		s.n.Store(1)
-		res := b.get(back)
-		require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
-		require.Empty(t, e.hooks.list(), "the other call fires its own hook")
-		require.Len(t, e.Connections("acme"), 1)
-	})
+	for _, tt := range []struct {
+		name  string
+		other bool     // the store completed the flow for another call (another UpdatedAt)
+		hooks []string // what this call fires (another call fires its own)
+	}{
+		{"this call's completion", false, []string{"connected"}},
+		{"another call's completion", true, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &lostAnswers{other: tt.other}
+			e := newEnv(t, func(c *onboard.Config) { s.Store = c.Store; c.Store = s })
+			b := e.browser("alice", "acme")
+			back := b.finish(b.start("source=Salesforce"), onboard.Connected)
+			s.n.Store(1)
+			res := b.get(back)
+			require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
+			require.Equal(t, tt.hooks, e.hooks.list())
+			require.Equal(t, http.StatusSeeOther, b.get(back).Code, "a reload")
+			require.Equal(t, tt.hooks, e.hooks.list())
+			require.Len(t, e.Connections("acme"), 1)
+		})
+	}
 	t.Run("the store is down", func(t *testing.T) {
 		// A completion that failed, and a flow that is still pending when
 		// read again: the error page, and a retry later completes.
