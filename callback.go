@@ -24,10 +24,10 @@ import (
 // a flow started in another browser (and within its lifetime quarantines
 // what that flow made); a flow of another owner; an expired flow (410
 // with a way to start again); a malformed query; and a result the
-// provider's API does not confirm. A done flow returned to in its own browser is shown
-// its result again. Otherwise the store completes the flow and saves the
-// connection in one atomic step: of concurrent returns, exactly one stores
-// a connection.
+// provider's API does not confirm. A done flow returned to in its own
+// browser is shown its result again. Otherwise the store completes the
+// flow and saves the connection in one atomic step: of concurrent
+// returns, exactly one stores a connection.
 func (o *Onboarder) callback(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := o.deadline(r)
 	defer cancel()
@@ -152,10 +152,11 @@ func (o *Onboarder) loadFlow(ctx context.Context, provider, id string) (*Flow, e
 // then may an answer show anything of the flow (the error page's link to
 // start again carries its source, name, return_to and connection).
 // With quarantine, a flow within its lifetime (a pending one until it
-// closes) seen in another browser has what it made quarantined, and so has a pending one seen in its own
-// browser signed in as another owner (user or tenant), or signed out (a
-// shared computer): whoever entered what it made was not its owner, and
-// the owner's later return must not attach it.
+// closes) seen in another browser has what it made quarantined, and so
+// has a pending one seen in its own browser signed in as another owner
+// (user or tenant), or signed out (a shared computer): whoever entered
+// what it made was not its owner, and the owner's later return must not
+// attach it.
 func (o *Onboarder) checkFlow(ctx context.Context, r *http.Request, f *Flow, quarantine bool) (bound bool, err error) {
 	now := o.cfg.Now()
 	if f.Browser == "" {

@@ -354,27 +354,41 @@ func TestMalformedReturnIsQuarantined(t *testing.T) {
 	}
 }
 
-// raceStore runs after, once, just before the CompleteFlow that saves the
-// connection armed: after a return has checked its result with the
-// provider, before it is stored.
+// armed is a hook a test arms, for one call that match accepts.
+type armed struct {
+	mu    sync.Mutex
+	match func(onboard.Connection) bool
+	fn    func()
+}
+
+func (a *armed) arm(match func(onboard.Connection) bool, fn func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.match, a.fn = match, fn
+}
+
+// take returns the hook, once, when it is armed for c; nil otherwise.
+func (a *armed) take(c onboard.Connection) func() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	fn := a.fn
+	if fn == nil || !a.match(c) {
+		return nil
+	}
+	a.fn = nil
+	return fn
+}
+
+// raceStore runs its armed hook just before the CompleteFlow it matches:
+// after a return has checked its result with the provider, before it is
+// stored.
 type raceStore struct {
 	onboard.Store
-	mu    sync.Mutex
-	id    string
-	after func()
+	armed
 }
 
 func (s *raceStore) CompleteFlow(ctx context.Context, flowID string, c onboard.Connection, cleanup bool) error {
-	s.mu.Lock()
-	fn := s.after
-	if c.ID != s.id {
-		fn = nil
-	}
-	if fn != nil {
-		s.after = nil
-	}
-	s.mu.Unlock()
-	if fn != nil {
+	if fn := s.take(c); fn != nil {
 		fn()
 	}
 	return s.Store.CompleteFlow(ctx, flowID, c, cleanup)
@@ -406,13 +420,11 @@ func TestReconnectCompletionKeepsQuarantine(t *testing.T) {
 	require.NoError(t, err)
 
 	alice := app.Browser("alice", "acme")
-	store.mu.Lock()
-	store.id, store.after = conn.ID, func() {
+	store.arm(func(c onboard.Connection) bool { return c.ID == conn.ID }, func() {
 		require.Equal(t, http.StatusForbidden, alice.Get(back2).Code) // the quarantine
 		c, _, _ := store.Store.FindConnection(context.Background(), "fake", conn.ID)
 		require.Equal(t, onboard.Revoked, c.State)
-	}
-	store.mu.Unlock()
+	})
 	mallory.Get(back1)
 
 	held, _ := p.Connection(conn.ID)
@@ -426,26 +438,17 @@ func flowOf(t *testing.T, hosted string) string {
 	return u.Query().Get("flow")
 }
 
-// lostAfter stores a completion, then, once armed, lets between run
-// (another request) and answers an error, as a database whose connection
-// dropped after COMMIT does.
+// lostAfter stores a completion, then runs its armed hook (another
+// request) when it matches, and answers an error, as a database whose
+// connection dropped after COMMIT does.
 type lostAfter struct {
 	onboard.Store
-	mu      sync.Mutex
-	between func()
+	armed
 }
 
 func (s *lostAfter) CompleteFlow(ctx context.Context, id string, c onboard.Connection, cleanup bool) error {
 	err := s.Store.CompleteFlow(ctx, id, c, cleanup)
-	s.mu.Lock()
-	fn := s.between
-	if c.State != onboard.Connected {
-		fn = nil
-	}
-	if fn != nil {
-		s.between = nil
-	}
-	s.mu.Unlock()
+	fn := s.take(c)
 	if err != nil || fn == nil {
 		return err
 	}
@@ -473,11 +476,9 @@ func TestLostAnswerAfterQuarantine(t *testing.T) {
 	})
 	mallory, _, back := e.fixation("source=Salesforce")
 	alice := e.browser("alice", "acme")
-	s.mu.Lock()
-	s.between = func() {
+	s.arm(func(c onboard.Connection) bool { return c.State == onboard.Connected }, func() {
 		require.Equal(t, http.StatusForbidden, alice.get(back).Code) // the quarantine
-	}
-	s.mu.Unlock()
+	})
 	mallory.get(back)
 
 	cs := e.Connections("evil")

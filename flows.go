@@ -99,8 +99,8 @@ const recheckTimeout = 2 * time.Second
 // (within recheckTimeout, whatever is left of ctx's deadline). When they
 // show this call's own completion (the flow done as asked; the connection
 // as c saved it, with c's UpdatedAt, in microseconds, which another call
-// has only if made in the same microsecond), it goes on
-// as completed: its hook fires and the user sees the result. When the flow
+// has only if made in the same microsecond), it goes on as completed: its
+// hook fires and the user sees the result. When the flow
 // is done but the connection is not c's (another return completed the
 // flow, or a quarantine revoked the connection since), it answers
 // ErrFlowUsed, as for a concurrent completion: the stored result is shown
@@ -180,8 +180,8 @@ func (o *Onboarder) awaitsExpiry(f Flow) bool {
 // it must not: in a browser that did not start it, or (pending) in its own
 // browser signed in as another owner or signed out (where says which).
 // Whether the flow is pending or done, what it made is deleted (or, for a
-// reconnect, disabled for good) at the provider, the stored connection is marked Revoked,
-// Hooks.Revoked fires and a security event is logged. A link to a hosted
+// reconnect, disabled for good) at the provider, the stored connection is
+// marked Revoked, Hooks.Revoked fires and a security event is logged. A link to a hosted
 // page sent to a victim can therefore never put the victim's credentials
 // in the sender's tenant through the victim's browser. A failure is
 // logged. When the store cannot settle a pending flow, the provider is

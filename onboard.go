@@ -474,7 +474,8 @@ type Config struct {
 	// default writes a small HTML page. For an ErrSession (the session
 	// store failed) it must not read the session, which the request may
 	// not have: a page that does (a layout that shows who is signed in)
-	// and panics is replaced by the default page.
+	// and panics is replaced by the default page, or, when it had written
+	// part of its body, its answer is aborted.
 	Error http.Handler
 	// Confirm answers a GET start that a browser marks as coming from
 	// another site: no flow is made until the user confirms. Its request

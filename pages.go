@@ -92,7 +92,7 @@ func (t *tracked) Unwrap() http.ResponseWriter { return t.ResponseWriter }
 // routed here first, so that a popup's return still tells the window that
 // opened it and the status endpoint still answers JSON. Config.Error must
 // not use the session then (the request has none); if it panics for that
-// reason, onboard's own page is shown in its place.
+// reason, onboard's own page is shown in its place (see Config.Error).
 func (o *Onboarder) SessionError(w http.ResponseWriter, r *http.Request, err error) {
 	err = fmt.Errorf("%w: %w", ErrSession, err)
 	fail := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { o.fail(w, r, nil, err) })

@@ -70,7 +70,7 @@ func (o *Onboarder) RunOnce(ctx context.Context) (Report, error) {
 			continue
 		}
 		seen[f.ID] = true
-		if !o.runStep(ctx, func(ctx context.Context) bool { return o.cleanup(ctx, f) }) {
+		if clean, _ := step(ctx, o, func(ctx context.Context) (bool, error) { return o.cleanup(ctx, f), nil }); !clean {
 			note(fmt.Errorf("%w: flow %s: cleanup failed again", ErrProvider, f.ID))
 			continue
 		}
@@ -82,11 +82,8 @@ func (o *Onboarder) RunOnce(ctx context.Context) (Report, error) {
 	stale, err := o.flows(ctx, FlowQuery{ExpiredBefore: o.closedBefore(now), Limit: runBatch})
 	note(err)
 	for _, f := range stale {
-		var clean bool
-		var serr error
-		o.runStep(ctx, func(ctx context.Context) bool {
-			clean, serr = o.settle(ctx, f, Abandoned, "expired without its browser coming back")
-			return serr == nil
+		clean, serr := step(ctx, o, func(ctx context.Context) (bool, error) {
+			return o.settle(ctx, f, Abandoned, "expired without its browser coming back")
 		})
 		switch {
 		case errors.Is(serr, ErrFlowUsed): // its browser came back meanwhile
@@ -100,11 +97,10 @@ func (o *Onboarder) RunOnce(ctx context.Context) (Report, error) {
 		}
 	}
 
-	o.runStep(ctx, func(ctx context.Context) bool {
-		rep.Pruned, err = o.cfg.Store.Prune(ctx, now.Add(-o.cfg.Retain))
-		note(classify(err, ErrStore))
-		return err == nil
+	rep.Pruned, err = step(ctx, o, func(ctx context.Context) (int, error) {
+		return o.cfg.Store.Prune(ctx, now.Add(-o.cfg.Retain))
 	})
+	note(classify(err, ErrStore))
 
 	for _, p := range o.cfg.Providers {
 		if r, ok := p.(Refresher); ok {
@@ -114,22 +110,19 @@ func (o *Onboarder) RunOnce(ctx context.Context) (Report, error) {
 	return rep, errors.Join(errs...)
 }
 
-// runStep runs fn under its own deadline (Config.Timeout), as a user's
+// step runs fn under its own deadline (o's Config.Timeout), as a user's
 // request would be: every call of the runner to the store or a provider
 // is one step, so that one that hangs costs a pass that long, not the
 // pass.
-func (o *Onboarder) runStep(ctx context.Context, fn func(context.Context) bool) bool {
+func step[T any](ctx context.Context, o *Onboarder, fn func(context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
 	defer cancel()
 	return fn(ctx)
 }
 
 // flows queries the store's flows as one step.
-func (o *Onboarder) flows(ctx context.Context, q FlowQuery) (fs []Flow, err error) {
-	o.runStep(ctx, func(ctx context.Context) bool {
-		fs, err = o.cfg.Store.Flows(ctx, q)
-		return err == nil
-	})
+func (o *Onboarder) flows(ctx context.Context, q FlowQuery) ([]Flow, error) {
+	fs, err := step(ctx, o, func(ctx context.Context) ([]Flow, error) { return o.cfg.Store.Flows(ctx, q) })
 	return fs, classify(err, ErrStore)
 }
 
@@ -141,12 +134,9 @@ func (o *Onboarder) flows(ctx context.Context, q FlowQuery) (fs []Flow, err erro
 // on with the next tenant; any other error (the provider is down, slow or
 // rate-limited) stops the provider's refresh until the next pass.
 func (o *Onboarder) refresh(ctx context.Context, provider string, r Refresher, now time.Time, rep *Report, note func(error)) {
-	var cs []Connection
-	var err error
-	o.runStep(ctx, func(ctx context.Context) bool {
-		cs, err = o.cfg.Store.Connections(ctx, ConnectionQuery{Provider: provider,
+	cs, err := step(ctx, o, func(ctx context.Context) ([]Connection, error) {
+		return o.cfg.Store.Connections(ctx, ConnectionQuery{Provider: provider,
 			CheckedBefore: now.Add(-o.cfg.RefreshEvery), Limit: runBatch})
-		return err == nil
 	})
 	if err != nil {
 		note(classify(err, ErrStore))
@@ -165,13 +155,11 @@ func (o *Onboarder) refresh(ctx context.Context, provider string, r Refresher, n
 		byTenant[c.Owner.Tenant] = append(byTenant[c.Owner.Tenant], c)
 	}
 	for _, tenant := range tenants {
-		var events []Event
-		var err error
-		o.runStep(ctx, func(ctx context.Context) bool {
+		events, err := step(ctx, o, func(ctx context.Context) ([]Event, error) {
 			pctx, end := o.tel.provider(ctx, provider, "Refresh")
-			events, err = r.Refresh(pctx, tenant, byTenant[tenant])
+			events, err := r.Refresh(pctx, tenant, byTenant[tenant])
 			end(err)
-			return err == nil
+			return events, err
 		})
 		if err != nil {
 			// The tenant goes to the back of the queue either way: left at
@@ -193,11 +181,7 @@ func (o *Onboarder) refresh(ctx context.Context, provider string, r Refresher, n
 		}
 		changed := make(map[string]bool, len(events))
 		for _, ev := range events {
-			var ok bool
-			o.runStep(ctx, func(ctx context.Context) bool {
-				ok, err = o.apply(ctx, provider, ev, now)
-				return err == nil
-			})
+			ok, err := step(ctx, o, func(ctx context.Context) (bool, error) { return o.apply(ctx, provider, ev, now) })
 			note(err)
 			changed[ev.ConnectionID] = true
 			if ok {
@@ -221,11 +205,8 @@ func (o *Onboarder) refresh(ctx context.Context, provider string, r Refresher, n
 func (o *Onboarder) checked(ctx context.Context, c Connection, now time.Time, note func(error)) {
 	next := c
 	next.CheckedAt = now
-	o.runStep(ctx, func(ctx context.Context) bool {
-		_, err := o.cfg.Store.SwapConnection(ctx, c, next)
-		note(classify(err, ErrStore))
-		return err == nil
-	})
+	_, err := step(ctx, o, func(ctx context.Context) (bool, error) { return o.cfg.Store.SwapConnection(ctx, c, next) })
+	note(classify(err, ErrStore))
 }
 
 // Run calls RunOnce every interval until ctx ends, logging what each pass

@@ -209,10 +209,7 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 	if res.StatusCode < 200 || res.StatusCode > 299 {
 		own := c.Own
 		if own == nil {
-			own = func(body []byte) bool {
-				var obj map[string]json.RawMessage
-				return json.Unmarshal(body, &obj) == nil && obj != nil
-			}
+			own = jsonObject
 		}
 		return &Error{op, kindOf(res.StatusCode), c.Decode(res.StatusCode, data, res.Header), own(data)}
 	}
@@ -272,4 +269,10 @@ func HTTPClient(c *http.Client, timeout time.Duration) *http.Client {
 		return &http.Client{Timeout: timeout}
 	}
 	return c
+}
+
+// jsonObject reports whether body is a JSON object: Client.Own's default.
+func jsonObject(body []byte) bool {
+	var obj map[string]json.RawMessage
+	return json.Unmarshal(body, &obj) == nil && obj != nil
 }

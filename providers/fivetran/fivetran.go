@@ -855,8 +855,7 @@ func (p *Provider) RegisterWebhook(ctx context.Context, webhookURL string) (stri
 		return "", err
 	}
 	for _, dup := range found[1:] {
-		err := p.call(ctx, http.MethodDelete, "/v1/webhooks/"+url.PathEscape(dup), nil, nil)
-		if err := apiclient.IgnoreNotFound(err); err != nil {
+		if err := apiclient.IgnoreNotFound(p.call(ctx, http.MethodDelete, "/v1/webhooks/"+url.PathEscape(dup), nil, nil)); err != nil {
 			return "", err
 		}
 		p.cfg.Logger.InfoContext(ctx, "fivetran: deleted a duplicate webhook", "webhook", dup, "url", webhookURL)
